@@ -1,0 +1,59 @@
+"""Optimizers and learning-rate schedules.
+
+The optimizer computes an update direction; the train step scales it by -lr(step), so the
+schedule (including ResNet-110's error-triggered warm-up) lives in one visible place:
+
+    v <- momentum * v + grad + weight_decay * params
+    params <- params - lr(step) * v
+"""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from cnn_jax.errors import ConfigError
+
+
+def direction(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    """The update direction of `config.optimizer`, before the learning rate.
+
+    sgd: momentum SGD with L2 weight decay on every parameter (He et al. 2015, section 4.2).
+    rmsprop: RMSProp as in Szegedy et al. 2016 (decay 0.9, epsilon 1.0).
+    """
+    opt = config.optimizer
+    decay = optax.add_decayed_weights(opt.weight_decay)
+    if opt.name == "sgd":
+        return optax.chain(decay, optax.trace(decay=opt.momentum, nesterov=opt.get("nesterov", False)))
+    if opt.name == "rmsprop":
+        return optax.chain(
+            decay,
+            optax.scale_by_rms(decay=opt.get("decay", 0.9), eps=opt.get("epsilon", 1.0)),
+            optax.trace(decay=opt.momentum),
+        )
+    raise ConfigError(f"Unknown optimizer.name {opt.name!r}; known: sgd, rmsprop.")
+
+
+def schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
+    """optimizer.lr multiplied by schedule.factor at each of schedule.boundaries (iterations)."""
+    boundaries = sorted(config.schedule.boundaries)
+    return optax.piecewise_constant_schedule(
+        config.optimizer.lr, {int(b): config.schedule.factor for b in boundaries}
+    )
+
+
+def learning_rate(
+    config: ml_collections.ConfigDict, step: jax.Array, warming_up: jax.Array
+) -> jax.Array:
+    """The scheduled rate, or schedule.warmup_lr while the warm-up lasts (see `still_warming_up`)."""
+    return jnp.where(warming_up, config.schedule.warmup_lr, schedule(config)(step))
+
+
+def still_warming_up(
+    config: ml_collections.ConfigDict, warming_up: jax.Array, step: jax.Array, batch_error: jax.Array
+) -> jax.Array:
+    """ResNet-110's warm-up (He et al. 2015, section 4.2): lr 0.01 "until the training error is
+    below 80% (about 400 iterations)". It ends at the first batch with an error below
+    schedule.warmup_until_error percent, and at schedule.warmup_steps at the latest."""
+    s = config.schedule
+    return warming_up & (step + 1 < s.warmup_steps) & (batch_error >= s.warmup_until_error)

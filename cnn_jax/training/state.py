@@ -1,0 +1,71 @@
+"""The train state: everything a checkpoint holds, as one pytree."""
+
+from typing import Any
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from jax.sharding import Mesh
+
+from cnn_jax.training import sharding
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array  # int32 scalar: iterations done
+    params: Any
+    batch_stats: Any  # BatchNorm running statistics ({} for nets without BN)
+    opt_state: optax.OptState
+    pixel_mean: jax.Array  # (H, W, C) training-set mean the inputs are normalized with
+    warming_up: jax.Array  # bool scalar: the learning-rate warm-up is still on
+
+    @property
+    def variables(self) -> dict[str, Any]:
+        """The model's variables, as `module.apply` takes them."""
+        return {"params": self.params, "batch_stats": self.batch_stats}
+
+
+def create(
+    model: nn.Module,
+    optimizer: optax.GradientTransformation,
+    config: ml_collections.ConfigDict,
+    pixel_mean: jax.Array,
+    mesh: Mesh,
+) -> TrainState:
+    """Initializes a replicated train state from `config.seed` (He-normal weights)."""
+
+    def init() -> TrainState:
+        key = jax.random.fold_in(jax.random.key(config.seed), 0)
+        variables = model.init(key, jnp.zeros((1, *pixel_mean.shape)), train=False)
+        params = variables["params"]
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            batch_stats=variables.get("batch_stats", {}),
+            opt_state=optimizer.init(params),
+            pixel_mean=jnp.asarray(pixel_mean, jnp.float32),
+            warming_up=jnp.asarray(config.schedule.warmup_steps > 0),
+        )
+
+    return jax.jit(init, out_shardings=sharding.replicated(mesh))()
+
+
+def abstract(
+    model: nn.Module,
+    optimizer: optax.GradientTransformation,
+    config: ml_collections.ConfigDict,
+    image_shape: tuple[int, int, int],
+    mesh: Mesh,
+) -> TrainState:
+    """Shapes, dtypes and (replicated) shardings of the train state, without computing it."""
+    mean = jax.ShapeDtypeStruct(image_shape, jnp.float32)
+    shapes = jax.eval_shape(lambda m: create(model, optimizer, config, m, mesh), mean)
+    replicated = sharding.replicated(mesh)
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), shapes)
+
+
+def num_params(params: Any) -> int:
+    return sum(x.size for x in jax.tree.leaves(params))

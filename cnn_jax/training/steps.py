@@ -1,0 +1,189 @@
+"""The jit-compiled train and eval steps, the same for every model.
+
+`train_steps` runs many iterations per call (`lax.fori_loop` over the on-device data set)
+so that small nets are not bound by Python dispatch; it returns the sums of the metrics
+over those iterations. Randomness is a pure function of (seed, step): the batch order
+from the data key and the epoch, the crops and flips from the augmentation key and the step.
+"""
+
+import time
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax.sharding import Mesh
+
+from cnn_jax.data import augment
+from cnn_jax.data.in_memory import EvalSplit, TrainSplit
+from cnn_jax.errors import ConfigError
+from cnn_jax.training import optim, sharding
+from cnn_jax.training.state import TrainState
+
+Metrics = dict[str, jax.Array]
+
+
+def zero_sums() -> Metrics:
+    """Sums over the examples of a call: loss, top-1 mistakes, examples."""
+    return {"loss": jnp.zeros(()), "errors": jnp.zeros((), jnp.int32), "count": jnp.zeros((), jnp.int32)}
+
+
+def stream_keys(seed: int) -> dict[str, jax.Array]:
+    """Independent random streams derived from the seed (0 is the initialization's)."""
+    root = jax.random.key(seed)
+    return {name: jax.random.fold_in(root, i) for i, name in enumerate(("data", "augment", "dropout"), 1)}
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+class TrainSteps:
+    """`train_steps(state, data, num_steps) -> (state, metric sums)`: many iterations per call.
+
+    On GPUs and TPUs the iterations run in one compiled `lax.fori_loop`, so small nets are not
+    bound by Python dispatch. On CPUs each iteration is its own call: there, dispatch costs
+    nothing next to a step, and XLA's CPU backend runs weight-gradient convolutions inside
+    loops on a slow path (about 10x). `train.device_loop` ("auto", "on", "off") chooses.
+    Both give the same numbers.
+    """
+
+    def __init__(self, step_fn: Callable, mesh: Mesh, device_loop: bool):
+        replicated = sharding.replicated(mesh)
+        self.device_loop = device_loop
+
+        def many_steps(state, data, num_steps):
+            def body(_, carry):
+                state, sums = carry
+                state, metrics = step_fn(state, data)
+                return state, _accumulate(sums, metrics)
+
+            return jax.lax.fori_loop(0, num_steps, body, (state, zero_sums() | {"lr": jnp.zeros(())}))
+
+        fn = many_steps if device_loop else step_fn
+        self._jitted = jax.jit(fn, out_shardings=(replicated, replicated), donate_argnums=0)
+        self._compiled = None
+
+    def compile(self, state: TrainState, data: TrainSplit) -> float:
+        """Compiles ahead of time for these shapes; returns the seconds it took."""
+        start = time.perf_counter()
+        args = (state, data, np.int32(1)) if self.device_loop else (state, data)
+        self._compiled = self._jitted.lower(*args).compile()
+        return time.perf_counter() - start
+
+    def __call__(
+        self,
+        state: TrainState,
+        data: TrainSplit,
+        num_steps: int,
+        stop_requested: Callable[[], bool] = lambda: False,
+    ) -> tuple[TrainState, Metrics]:
+        """Runs `num_steps` iterations; on the CPU, fewer if `stop_requested()` turns true."""
+        fn = self._compiled or self._jitted
+        if self.device_loop:
+            return fn(state, data, np.int32(num_steps))
+        sums = zero_sums() | {"lr": jnp.zeros(())}
+        for i in range(num_steps):
+            if i and stop_requested():
+                break
+            state, metrics = fn(state, data)
+            sums = _accumulate(sums, metrics)
+        return state, sums
+
+
+def _accumulate(sums: Metrics, metrics: Metrics) -> Metrics:
+    """Adds a step's metrics to the sums; `lr` is the latest step's."""
+    return {k: metrics[k] if k == "lr" else sums[k] + metrics[k] for k in sums}
+
+
+def make_train_steps(
+    model: nn.Module,
+    optimizer: optax.GradientTransformation,
+    config: ml_collections.ConfigDict,
+    mesh: Mesh,
+) -> TrainSteps:
+    """The train step of `config`, wrapped to run many iterations per call."""
+    batch_size = config.train.batch_size
+    sharding.check_divisible("train.batch_size", batch_size, mesh)
+    aux_weight = config.train.get("aux_loss_weight", 0.0)
+    batch_sharding = sharding.sharded(mesh)
+
+    def loss_fn(params, state: TrainState, images, labels, dropout_key):
+        logits, updates = model.apply(
+            {"params": params, "batch_stats": state.batch_stats},
+            images,
+            train=True,
+            mutable=["batch_stats", "aux"],
+            rngs={"dropout": dropout_key},
+        )
+        loss = cross_entropy(logits, labels).mean()
+        # Auxiliary classifiers (GoogLeNet) sow their logits; inference ignores them.
+        aux_logits = jax.tree.leaves(updates.get("aux", {}))
+        objective = loss + aux_weight * sum(cross_entropy(a, labels).mean() for a in aux_logits)
+        return objective, (loss, logits, updates.get("batch_stats", {}))
+
+    def train_step(state: TrainState, data: TrainSplit) -> tuple[TrainState, Metrics]:
+        keys = stream_keys(config.seed)
+        images, labels = data.batch(keys["data"], state.step, batch_size)
+        images = augment.train_view(
+            jax.random.fold_in(keys["augment"], state.step),
+            images,
+            state.pixel_mean,
+            padding=config.augment.crop_padding,
+            flip=config.augment.flip,
+        )
+        images = jax.lax.with_sharding_constraint(images, batch_sharding)
+        labels = jax.lax.with_sharding_constraint(labels, batch_sharding)
+        dropout_key = jax.random.fold_in(keys["dropout"], state.step)
+
+        grads, (loss, logits, batch_stats) = jax.grad(loss_fn, has_aux=True)(
+            state.params, state, images, labels, dropout_key
+        )
+        direction, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        lr = optim.learning_rate(config, state.step, state.warming_up)
+        params = jax.tree.map(lambda p, d: p - lr * d, state.params, direction)
+
+        errors = jnp.sum(jnp.argmax(logits, -1) != labels)
+        batch_error = 100.0 * errors / batch_size
+        new_state = state.replace(
+            step=state.step + 1,
+            params=params,
+            batch_stats=batch_stats,
+            opt_state=opt_state,
+            warming_up=optim.still_warming_up(config, state.warming_up, state.step, batch_error),
+        )
+        metrics = {"loss": loss * batch_size, "errors": errors, "count": jnp.asarray(batch_size)}
+        return new_state, metrics | {"lr": lr}
+
+    device_loop = config.train.get("device_loop", "auto")
+    if device_loop not in ("auto", "on", "off"):
+        raise ConfigError(f"train.device_loop must be auto, on or off, got {device_loop!r}.")
+    on_accelerator = mesh.devices.flat[0].platform != "cpu"
+    return TrainSteps(train_step, mesh, device_loop == "on" or (device_loop == "auto" and on_accelerator))
+
+
+def make_evaluate(model: nn.Module, mesh: Mesh) -> Callable[[Any, EvalSplit], Metrics]:
+    """Returns the compiled `evaluate(state, split) -> metric sums` over a whole split."""
+
+    def evaluate(state: TrainState, split: EvalSplit) -> Metrics:
+        def batch_sums(sums, batch):
+            images, labels, mask = batch
+            logits = model.apply(state.variables, augment.normalize(images, state.pixel_mean), train=False)
+            losses = jnp.where(mask, cross_entropy(logits, labels), 0.0)
+            errors = mask & (jnp.argmax(logits, -1) != labels)
+            batch = {"loss": losses.sum(), "errors": errors.sum(), "count": mask.sum()}
+            return jax.tree.map(jnp.add, sums, batch), None
+
+        sums, _ = jax.lax.scan(batch_sums, zero_sums(), (split.images, split.labels, split.mask))
+        return sums
+
+    return jax.jit(evaluate, out_shardings=sharding.replicated(mesh))
+
+
+def summarize(sums: Metrics) -> dict[str, float]:
+    """Metric sums -> mean loss and error in percent."""
+    count = max(int(sums["count"]), 1)
+    return {"loss": float(sums["loss"]) / count, "error": 100.0 * float(sums["errors"]) / count}

@@ -1,0 +1,176 @@
+"""train_and_evaluate: the loop every experiment runs.
+
+It trains in calls of many steps, each ending at the next log, eval or checkpoint boundary,
+so metrics and checkpoints are exact at those steps. Running it again on the same workdir
+resumes from the latest checkpoint; on a finished run it returns the saved summary.
+"""
+
+import contextlib
+import json
+import logging
+import math
+import pathlib
+import signal
+import threading
+import time
+from typing import Any, Callable, Iterator
+
+import jax
+import ml_collections
+import numpy as np
+
+from cnn_jax import models
+from cnn_jax.data import augment, datasets, in_memory
+from cnn_jax.errors import ConfigError, DivergedError, Interrupted
+from cnn_jax.training import checkpoint, metrics, optim, sharding, state as state_lib, steps
+
+log = logging.getLogger(__name__)
+
+SUMMARY = "summary.json"
+CONFIG = "config.json"
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
+    """Trains `config` in `workdir` (resuming if it holds checkpoints) and returns the summary."""
+    workdir = pathlib.Path(workdir)
+    ckpts = checkpoint.Checkpoints(workdir / "checkpoints", keep=config.checkpoint.keep)
+    if (ckpts.latest_step() or 0) >= config.train.steps and (workdir / SUMMARY).exists():
+        return json.loads((workdir / SUMMARY).read_text()) | {"already_finished": True}
+
+    # ----- Model and optimizer: config errors surface before any data is read ---------------
+    model = models.from_config(config.model, datasets.num_classes(config.dataset.name))
+    optimizer = optim.direction(config)
+    mesh = sharding.make_mesh()
+    sharding.check_divisible("train.batch_size", config.train.batch_size, mesh)
+    sharding.check_divisible("eval.batch_size", config.eval.batch_size, mesh)
+
+    # ----- Data: host memory -> device memory ---------------------------------------------
+    splits = datasets.load(config.dataset)
+    if config.train.batch_size > len(splits["train"]):
+        raise ConfigError(
+            f"train.batch_size={config.train.batch_size} exceeds the "
+            f"{len(splits['train'])} training examples."
+        )
+    train_data = in_memory.put_train(splits["train"], mesh)
+    eval_data = {
+        name: in_memory.put_eval(_first(splits[name], config.eval.max_examples), config.eval.batch_size, mesh)
+        for name in ("val", "test")
+        if name in splits
+    }
+    pixel_mean = augment.pixel_mean(splits["train"].images)
+    del splits
+
+    # ----- Train state: fresh, or restored from the latest checkpoint ----------------------
+    state = state_lib.create(model, optimizer, config, pixel_mean, mesh)
+    if ckpts.latest_step() is not None:
+        state = ckpts.restore(state)
+        log.info("Resuming %s from step %d.", workdir, int(state.step))
+    _write_config(config, workdir)
+
+    train_steps = steps.make_train_steps(model, optimizer, config, mesh)
+    evaluate = steps.make_evaluate(model, mesh)
+    compile_s = train_steps.compile(state, train_data)
+    log.info("Compiled the train step of %s in %.1f s.", config.model.name, compile_s)
+
+    # ----- Training loop ------------------------------------------------------------------
+    start_step, total_steps = int(state.step), config.train.steps
+    writer = metrics.MetricWriter(workdir, resume_step=start_step)
+    progress = metrics.Progress(start_step, total_steps)
+    latest: dict[str, dict[str, float]] = {}
+    window, window_steps, window_seconds = steps.zero_sums(), 0, 0.0
+    step = start_step
+    try:
+        with _stop_requested_on_signal() as stop_requested:
+            while step < total_steps:
+                tick = time.perf_counter()
+                state, sums = train_steps(state, train_data, _steps_to_boundary(step, config), stop_requested)
+                sums = jax.device_get(sums)
+                window_seconds += time.perf_counter() - tick
+                num_steps, step = int(state.step) - step, int(state.step)
+                window_steps += num_steps
+                window = {k: window[k] + sums[k] for k in window}
+                if not math.isfinite(float(sums["loss"])):
+                    kept = ckpts.latest_step()
+                    raise DivergedError(
+                        f"The training loss became {float(sums['loss'])} before step {step}; "
+                        + (f"the checkpoints up to step {kept} are kept in {ckpts.directory}."
+                           if kept is not None else "no checkpoint had been written yet.")
+                    )
+                done = step == total_steps
+                if done or step % config.train.log_every_steps == 0:
+                    images_per_sec = window_steps * config.train.batch_size / window_seconds
+                    latest["train"] = steps.summarize(window) | {
+                        "lr": float(sums["lr"]),
+                        "images_per_sec": images_per_sec,
+                    }
+                    writer.write(step, "train", **latest["train"])
+                    progress.update(step, window_steps, latest["train"])
+                    window, window_steps, window_seconds = steps.zero_sums(), 0, 0.0
+                if done or step % config.eval.every_steps == 0:
+                    for name, split in eval_data.items():
+                        latest[name] = steps.summarize(jax.device_get(evaluate(state, split)))
+                        writer.write(step, name, **latest[name])
+                    progress.evaluated(step, latest)
+                if done or step % config.checkpoint.every_steps == 0 or stop_requested():
+                    ckpts.save(state)
+                if stop_requested() and not done:
+                    raise Interrupted(
+                        f"Stopped at step {step} with a checkpoint in {ckpts.directory}; "
+                        "run the same command to resume."
+                    )
+    finally:
+        ckpts.wait()
+        progress.close()
+        writer.close()
+
+    summary = {
+        "config": config.get("name", ""),
+        "model": config.model.name,
+        "dataset": config.dataset.name,
+        "step": step,
+        "params": state_lib.num_params(state.params),
+        "devices": mesh.size,
+        "compile_s": compile_s,
+        **{f"{split}_{key}": value for split, values in latest.items() for key, value in values.items()},
+    }
+    if jax.process_index() == 0:
+        (workdir / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+    ckpts.close()
+    return summary
+
+
+def _steps_to_boundary(step: int, config: ml_collections.ConfigDict) -> int:
+    """Steps until the next log, eval or checkpoint step, or the end."""
+    intervals = (config.train.log_every_steps, config.eval.every_steps, config.checkpoint.every_steps)
+    return min([config.train.steps - step] + [k - step % k for k in intervals])
+
+
+def _first(split: datasets.Split, max_examples: int) -> datasets.Split:
+    return split.take(slice(0, max_examples)) if max_examples else split
+
+
+def _write_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
+    if jax.process_index() == 0:
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / CONFIG).write_text(config.to_json_best_effort(indent=2) + "\n")
+
+
+@contextlib.contextmanager
+def _stop_requested_on_signal() -> Iterator[Callable[[], bool]]:
+    """Turns the first Ctrl-C (or SIGTERM) into a request to checkpoint and stop at the next
+    boundary; a second Ctrl-C interrupts at once."""
+    requested = []
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False  # Signals reach only the main thread.
+        return
+
+    def request_stop(signum, frame):
+        requested.append(signum)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield lambda: bool(requested)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

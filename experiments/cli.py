@@ -1,0 +1,49 @@
+"""What every entry point shares: config names, quiet logs, and one-line errors."""
+
+import logging
+import os
+import sys
+from typing import Callable
+
+from absl import app
+from absl import logging as absl_logging
+
+from experiments import configs
+
+
+def run(main: Callable[[list[str]], None]) -> None:
+    """absl's app.run with `--config=NAME` resolved, library chatter muted, and user errors
+    (bad config, missing data, broken checkpoint, ...) printed as one line, exit code 1."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from cnn_jax.errors import Interrupted, UserError
+
+    started = []
+
+    def logged_main(argv: list[str]) -> None:
+        started.append(True)
+        _with_logging(main, argv)
+
+    try:
+        app.run(logged_main, argv=configs.resolve_argv(sys.argv))
+    except Interrupted as e:
+        print(e, file=sys.stderr)
+        sys.exit(130)  # The shell's code for a run ended by Ctrl-C.
+    except UserError as e:
+        sys.exit(f"error: {e}")
+    except (AttributeError, KeyError) as e:
+        if started:
+            raise
+        # ml_collections rejects an override of a field the config does not have.
+        sys.exit(f"error: {configs.unknown_field_message(e)}")
+
+
+def _with_logging(main: Callable[[list[str]], None], argv: list[str]) -> None:
+    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax, tfds and jax log a lot at INFO.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    for name in ("cnn_jax", "experiments"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.INFO)
+        logger.addHandler(handler)
+        logger.propagate = False
+    main(argv)

@@ -1,0 +1,86 @@
+"""The CIFAR-10 recipe of He et al. 2015, section 4.2, shared by the cifar_* configs.
+
+"We use a weight decay of 0.0001 and momentum of 0.9, and adopt the weight initialization
+in [13] and BN [16] but with no dropout. These models are trained with a mini-batch size
+of 128 on two GPUs. We start with a learning rate of 0.1, divide it by 10 at 32k and 48k
+iterations, and terminate training at 64k iterations, which is determined on a 45k/5k
+train/val split." ResNet-110 warms up at lr 0.01 until the training error is below 80%
+(about 400 iterations); this recipe does so for every net of 110 layers or more.
+
+Arguments (`--config=NAME:ARG`):
+  smoke  a few CPU minutes: 100 iterations at batch 64 (lr divided at 50 and 75), evaluation
+         on 1,000 examples every 50 iterations. It checks the machinery, not the paper.
+"""
+
+import ml_collections
+
+from cnn_jax.errors import ConfigError
+from cnn_jax.models import cifar_resnet
+
+ARGS = ("smoke",)
+
+
+def get_config(model_name: str, arg: str | None = None) -> ml_collections.ConfigDict:
+    """The paper's recipe for `model_name` (a cifar_resnet* or cifar_plain* net)."""
+    if arg and arg not in ARGS:
+        raise ConfigError(f"Unknown config argument {arg!r}; known: {', '.join(ARGS)}.")
+    depth = cifar_resnet.from_name(model_name).keywords["depth"]
+    config = ml_collections.ConfigDict()
+    config.name = f"{model_name}_{arg}" if arg else model_name
+    config.seed = 0
+
+    config.model = ml_collections.ConfigDict()
+    config.model.name = model_name
+    config.model.width = 16  # filters of the first stage; 16 in the paper
+    config.model.shortcut = "A"  # A: zero-padded identity (CIFAR); B: projections where shapes change
+    config.model.dtype = "float32"
+
+    config.dataset = ml_collections.ConfigDict()
+    config.dataset.name = "cifar10"
+    config.dataset.source = "tfds"  # or "files": the distribution files in dataset.data_dir
+    config.dataset.data_dir = ""  # tfds: its data_dir ("" = tfds's default); files: the folder
+    config.dataset.download = True  # tfds only: download and prepare if missing
+    config.dataset.val_split = 0  # training examples held out for validation (paper: 5000)
+
+    config.augment = ml_collections.ConfigDict()
+    config.augment.crop_padding = 4
+    config.augment.flip = True
+
+    config.train = ml_collections.ConfigDict()
+    config.train.batch_size = 128
+    config.train.steps = 64_000
+    config.train.log_every_steps = 100
+
+    config.optimizer = ml_collections.ConfigDict()
+    config.optimizer.name = "sgd"
+    config.optimizer.lr = 0.1
+    config.optimizer.momentum = 0.9
+    config.optimizer.weight_decay = 1e-4
+
+    config.schedule = ml_collections.ConfigDict()
+    config.schedule.boundaries = (32_000, 48_000)
+    config.schedule.factor = 0.1
+    config.schedule.warmup_lr = 0.01
+    config.schedule.warmup_steps = 400 if depth >= 110 else 0
+    config.schedule.warmup_until_error = 80.0
+
+    config.eval = ml_collections.ConfigDict()
+    config.eval.every_steps = 1_000
+    config.eval.batch_size = 1_000
+    config.eval.max_examples = 0  # 0 = the whole split
+
+    config.checkpoint = ml_collections.ConfigDict()
+    config.checkpoint.every_steps = 4_000
+    config.checkpoint.keep = 3
+
+    if arg == "smoke":
+        config.train.batch_size = 64
+        config.train.steps = 100
+        config.train.log_every_steps = 10
+        config.schedule.boundaries = (50, 75)
+        config.schedule.warmup_steps = min(config.schedule.warmup_steps, 20)
+        config.eval.every_steps = 50
+        config.eval.batch_size = 200
+        config.eval.max_examples = 1_000
+        config.checkpoint.every_steps = 50
+    return config

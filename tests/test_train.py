@@ -1,0 +1,125 @@
+"""train_and_evaluate end to end: workdir files, exact resumption, and failures from outside."""
+
+import json
+import pathlib
+
+import jax
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from cnn_jax.errors import CheckpointError, ConfigError, DivergedError
+from cnn_jax.training import checkpoint, metrics, train
+from experiments import configs
+from tests.conftest import tiny_overrides
+from tests.test_data import write_idx
+
+
+@pytest.fixture(scope="module")
+def idx_dir(tmp_path_factory) -> pathlib.Path:
+    """A small MNIST-format data set: 256 training and 64 test images of 10 classes."""
+    directory = tmp_path_factory.mktemp("idx")
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 320)
+    # Each class has its own brightness under the noise: learnable in a few steps.
+    noise = rng.integers(0, 40, (320, 28, 28))
+    images = (20 * labels[:, None, None] + noise).astype(np.uint8)
+    write_idx(directory / "train-images-idx3-ubyte.gz", images[:256])
+    write_idx(directory / "train-labels-idx1-ubyte.gz", labels[:256])
+    write_idx(directory / "t10k-images-idx3-ubyte.gz", images[256:])
+    write_idx(directory / "t10k-labels-idx1-ubyte.gz", labels[256:])
+    return directory
+
+
+def idx_config(idx_dir, name="cifar_resnet20", **extra):
+    data = {"dataset.name": "mnist", "dataset.source": "files", "dataset.data_dir": str(idx_dir)}
+    return configs.get_config(f"{name}:smoke", tiny_overrides(**data, **extra))
+
+
+def final_params(workdir):
+    _, variables, _ = checkpoint.load(workdir)
+    return variables["params"]
+
+
+def test_tfds_run_writes_every_workdir_file(tmp_path):
+    config = configs.get_config("cifar_plain20:smoke", tiny_overrides(**{"dataset.val_split": 16}))
+    with tfds.testing.mock_data(num_examples=80):
+        summary = train.train_and_evaluate(config, tmp_path)
+
+    assert json.loads((tmp_path / "config.json").read_text())["model"]["name"] == "cifar_plain20"
+    rows = metrics.read_metrics(tmp_path)
+    assert [(r["step"], r["split"]) for r in rows] == [
+        (4, "train"), (6, "val"), (6, "test"), (8, "train"), (12, "train"), (12, "val"), (12, "test")
+    ]
+    for row in rows:
+        assert 0.0 <= row["error"] <= 100.0 and np.isfinite(row["loss"])
+    assert all(row["images_per_sec"] > 0 for row in rows if row["split"] == "train")
+    assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == [6, 12]
+    assert list(tmp_path.glob("events.out.tfevents.*"))
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert saved == summary
+    assert saved["step"] == 12 and saved["test_error"] == rows[-1]["error"] and saved["params"] > 0
+
+
+def test_a_finished_run_says_so(tmp_path, idx_dir):
+    config = idx_config(idx_dir, **{"train.steps": 4})
+    first = train.train_and_evaluate(config, tmp_path)
+    again = train.train_and_evaluate(config, tmp_path)
+    assert again["already_finished"] and again["test_error"] == first["test_error"]
+
+
+def test_resumed_run_ends_with_the_parameters_of_an_uninterrupted_one(tmp_path, idx_dir):
+    straight = train.train_and_evaluate(idx_config(idx_dir), tmp_path / "straight")
+    train.train_and_evaluate(idx_config(idx_dir, **{"train.steps": 7}), tmp_path / "resumed")
+    resumed = train.train_and_evaluate(idx_config(idx_dir), tmp_path / "resumed")
+
+    assert resumed["step"] == straight["step"] == 12
+    assert resumed["train_loss"] == straight["train_loss"] and resumed["test_error"] == straight["test_error"]
+    jax.tree.map(np.testing.assert_array_equal, final_params(tmp_path / "resumed"), final_params(tmp_path / "straight"))
+    # Rows written after the checkpoint a run resumes from are replaced, not duplicated.
+    steps = [(r["step"], r["split"]) for r in metrics.read_metrics(tmp_path / "resumed")]
+    assert len(steps) == len(set(steps))
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path, idx_dir):
+    runs = [train.train_and_evaluate(idx_config(idx_dir, **{"train.steps": 4, "seed": s}), tmp_path / f"{i}")
+            for i, s in enumerate([0, 0, 1])]
+    assert runs[0]["train_loss"] == runs[1]["train_loss"] != runs[2]["train_loss"]
+
+
+def test_short_real_run_on_fashion_mnist_files(tmp_path, fashion_mnist_dir):
+    overrides = {
+        "dataset.name": "fashion_mnist",
+        "dataset.source": "files",
+        "dataset.data_dir": str(fashion_mnist_dir),
+        "model.width": 8,
+        "train.steps": 80,
+        "schedule.boundaries": (60, 70),
+        "eval.every_steps": 40,
+        "checkpoint.every_steps": 40,
+    }
+    summary = train.train_and_evaluate(configs.get_config("cifar_resnet20:smoke", overrides), tmp_path)
+    assert summary["step"] == 80 and summary["params"] > 0
+    assert summary["test_error"] < 50.0  # chance is 90%; 80 steps of batch 64 reach about 32%
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoints(tmp_path, idx_dir):
+    config = idx_config(idx_dir, **{"optimizer.lr": 1e30, "checkpoint.every_steps": 1, "train.log_every_steps": 1})
+    with pytest.raises(DivergedError, match="loss became nan before step (\\d+); the checkpoints up to step"):
+        train.train_and_evaluate(config, tmp_path)
+    steps = checkpoint.Checkpoints(tmp_path / "checkpoints").all_steps()
+    assert steps  # the finite steps before the divergence are on disk
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path, idx_dir):
+    train.train_and_evaluate(idx_config(idx_dir, **{"train.steps": 6}), tmp_path)
+    for path in (tmp_path / "checkpoints" / "6").rglob("*"):
+        if path.is_file() and path.stat().st_size > 0:
+            path.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="checkpoints/6 cannot be restored .*delete that folder"):
+        train.train_and_evaluate(idx_config(idx_dir), tmp_path)
+
+
+def test_batch_larger_than_the_training_set(tmp_path, idx_dir):
+    with pytest.raises(ConfigError, match="exceeds the 256 training examples"):
+        train.train_and_evaluate(idx_config(idx_dir, **{"train.batch_size": 512}), tmp_path)
