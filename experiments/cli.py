@@ -5,10 +5,15 @@ import os
 import sys
 from typing import Callable
 
-from absl import app
+from absl import app, flags
 from absl import logging as absl_logging
 
 from experiments import configs
+
+# Multi-process runs on launchers that JAX does not detect (TPU pods, SLURM and Open MPI are).
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the run.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, 0..num_processes-1.")
 
 
 def run(main: Callable[[list[str]], None]) -> None:
@@ -41,9 +46,18 @@ def _with_logging(main: Callable[[list[str]], None], argv: list[str]) -> None:
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax, tfds and jax log a lot at INFO.
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-    for name in ("cnn_jax", "experiments"):
-        logger = logging.getLogger(name)
+    loggers = [logging.getLogger(name) for name in ("cnn_jax", "experiments")]
+    for logger in loggers:
         logger.setLevel(logging.INFO)
         logger.addHandler(handler)
         logger.propagate = False
+
+    from cnn_jax.training import distributed
+
+    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    import jax
+
+    if jax.process_index() != 0:  # Process 0 speaks for the run; the others report problems.
+        for logger in loggers:
+            logger.setLevel(logging.WARNING)
     main(argv)

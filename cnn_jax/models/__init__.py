@@ -11,9 +11,15 @@ import jax.numpy as jnp
 import ml_collections
 
 from cnn_jax.errors import ConfigError
-from cnn_jax.models import cifar_resnet
+from cnn_jax.models import alexnet, cifar_resnet, googlenet, inception_v4, lenet, resnet, vgg
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {
+    **lenet.MODELS,
+    **alexnet.MODELS,
+    **vgg.MODELS,
+    **googlenet.MODELS,
+    **resnet.MODELS,
+    **inception_v4.MODELS,
     **cifar_resnet.MODELS,
 }
 
@@ -38,8 +44,12 @@ def create(name: str, num_classes: int | None = None, **overrides: Any) -> nn.Mo
 
 
 def from_config(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
-    """The model of a config's `model` section: `name` plus attribute overrides."""
-    overrides = {k: v for k, v in config.items() if k != "name"}
+    """The model of a config's `model` section: `name` plus attribute overrides.
+
+    `bn_group_size` is not an attribute: the train step applies it (see
+    `cnn_jax.training.steps.apply_in_groups`).
+    """
+    overrides = {k: v for k, v in config.items() if k not in ("name", "bn_group_size")}
     if "dtype" in overrides:
         overrides["dtype"] = jnp.dtype(overrides["dtype"])
     try:

@@ -41,6 +41,36 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
+def apply_in_groups(
+    model: nn.Module, variables: dict[str, Any], images: jax.Array, dropout_key: jax.Array, group_size: int
+) -> tuple[jax.Array, dict[str, Any]]:
+    """The training-mode forward pass, with BatchNorm statistics per group of `group_size`.
+
+    group_size 0 takes the statistics over the whole (global) batch, which is what jit over a
+    sharded batch computes. A group size reproduces per-device ("ghost") statistics on any
+    device count, e.g. the paper's batch of 128 on two GPUs is group_size=64: the model is
+    vmapped over groups, so each group normalizes with its own mean and variance. The running
+    statistics become the average over groups of what each group would store.
+    """
+
+    def apply(images, key):
+        return model.apply(
+            variables, images, train=True, mutable=["batch_stats", "aux"], rngs={"dropout": key}
+        )
+
+    batch = images.shape[0]
+    if not group_size or group_size == batch:
+        return apply(images, dropout_key)
+    groups = batch // group_size
+    keys = jax.random.split(dropout_key, groups)
+    logits, updates = jax.vmap(apply)(images.reshape(groups, group_size, *images.shape[1:]), keys)
+    ungroup = lambda x: x.reshape(batch, *x.shape[2:])
+    return ungroup(logits), {
+        "batch_stats": jax.tree.map(lambda x: x.mean(0), updates.get("batch_stats", {})),
+        "aux": jax.tree.map(ungroup, updates.get("aux", {})),
+    }
+
+
 class TrainSteps:
     """`train_steps(state, data, num_steps) -> (state, metric sums)`: many iterations per call.
 
@@ -63,8 +93,9 @@ class TrainSteps:
 
             return jax.lax.fori_loop(0, num_steps, body, (state, zero_sums() | {"lr": jnp.zeros(())}))
 
-        fn = many_steps if device_loop else step_fn
-        self._jitted = jax.jit(fn, out_shardings=(replicated, replicated), donate_argnums=0)
+        jit = lambda fn: jax.jit(fn, out_shardings=(replicated, replicated), donate_argnums=0)
+        self._one_step = jit(step_fn)
+        self._jitted = jit(many_steps) if device_loop else self._one_step
         self._compiled = None
 
     def compile(self, state: TrainState, data: TrainSplit) -> float:
@@ -73,6 +104,12 @@ class TrainSteps:
         args = (state, data, np.int32(1)) if self.device_loop else (state, data)
         self._compiled = self._jitted.lower(*args).compile()
         return time.perf_counter() - start
+
+    def flops_per_step(self, state: TrainState, data: TrainSplit) -> float | None:
+        """XLA's count of the floating-point operations in one step (None if not reported)."""
+        analysis = self._one_step.lower(state, data).compile().cost_analysis()
+        analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
+        return (analysis or {}).get("flops")
 
     def __call__(
         self,
@@ -111,14 +148,15 @@ def make_train_steps(
     aux_weight = config.train.get("aux_loss_weight", 0.0)
     batch_sharding = sharding.sharded(mesh)
 
-    def loss_fn(params, state: TrainState, images, labels, dropout_key):
-        logits, updates = model.apply(
-            {"params": params, "batch_stats": state.batch_stats},
-            images,
-            train=True,
-            mutable=["batch_stats", "aux"],
-            rngs={"dropout": dropout_key},
+    bn_group_size = config.model.get("bn_group_size", 0)
+    if bn_group_size and batch_size % bn_group_size:
+        raise ConfigError(
+            f"model.bn_group_size={bn_group_size} does not divide train.batch_size={batch_size}."
         )
+
+    def loss_fn(params, state: TrainState, images, labels, dropout_key):
+        variables = {"params": params, "batch_stats": state.batch_stats}
+        logits, updates = apply_in_groups(model, variables, images, dropout_key, bn_group_size)
         loss = cross_entropy(logits, labels).mean()
         # Auxiliary classifiers (GoogLeNet) sow their logits; inference ignores them.
         aux_logits = jax.tree.leaves(updates.get("aux", {}))

@@ -1,0 +1,88 @@
+"""A PyTorch twin of the CIFAR nets and their SGD step, to time against (`benchmark --compare=torch`).
+
+Same architecture as cnn_jax.models.cifar_resnet (BN after every conv, option-A shortcuts,
+He-normal init) and the same update (momentum 0.9, weight decay 1e-4, lr 0.1), in the usual
+eager PyTorch style. Needs the `torch` extra.
+"""
+
+import time
+
+from cnn_jax.models import cifar_resnet
+
+
+def _modules():
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    class Block(nn.Module):
+        def __init__(self, cin: int, cout: int, stride: int, residual: bool):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(cout)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(cout)
+            self.residual, self.stride, self.extra = residual, stride, cout - cin
+
+        def forward(self, x):
+            y = F.relu(self.bn1(self.conv1(x)))
+            y = self.bn2(self.conv2(y))
+            if self.residual:
+                shortcut = x[:, :, :: self.stride, :: self.stride] if self.stride > 1 else x
+                y = y + F.pad(shortcut, (0, 0, 0, 0, 0, self.extra))  # option A
+            return F.relu(y)
+
+    class CifarResNet(nn.Module):
+        def __init__(self, depth: int, residual: bool, width: int, num_classes: int, channels: int):
+            super().__init__()
+            n = cifar_resnet.blocks_per_stage(depth)
+            self.stem = nn.Sequential(nn.Conv2d(channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+            blocks, cin = [], width
+            for filters, stride in zip(cifar_resnet.STAGE_FILTERS, cifar_resnet.STAGE_STRIDES):
+                cout = filters * width // 16
+                for i in range(n):
+                    blocks.append(Block(cin, cout, stride if i == 0 else 1, residual))
+                    cin = cout
+            self.blocks = nn.Sequential(*blocks)
+            self.head = nn.Linear(cin, num_classes)
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+
+        def forward(self, x):
+            x = self.blocks(self.stem(x))
+            return self.head(x.mean(dim=(2, 3)))
+
+    return torch, CifarResNet
+
+
+def benchmark(model_name: str, batch_size: int, steps: int, warmup: int = 2, width: int = 16) -> dict[str, float]:
+    """Images/s of PyTorch's train step for a cifar_resnet*/cifar_plain* net on random data."""
+    torch, CifarResNet = _modules()
+    match = cifar_resnet.NAME_PATTERN.fullmatch(model_name)
+    if match is None:
+        raise ValueError(f"No PyTorch twin for {model_name!r}; the CIFAR nets have one.")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = CifarResNet(int(match.group(2)), match.group(1) == "resnet", width, 10, 3).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    images = torch.randn(batch_size, 3, 32, 32, device=device)
+    labels = torch.randint(0, 10, (batch_size,), device=device)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(images), labels)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    for _ in range(warmup):
+        step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        loss = step()
+    loss.item()
+    seconds = time.perf_counter() - start
+    return {"images_per_sec": steps * batch_size / seconds, "step_ms": 1000 * seconds / steps,
+            "device": device, "torch": torch.__version__, "threads": torch.get_num_threads()}
