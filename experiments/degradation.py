@@ -11,7 +11,6 @@ latest checkpoint; Ctrl-C saves a checkpoint and stops.
 """
 
 import logging
-import pathlib
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -33,7 +32,7 @@ def main(argv: list[str]) -> None:
     from cnn_jax.training import train  # Imported after flag parsing: JAX is slow to load.
 
     config = _CONFIG.value
-    workdir = pathlib.Path(_WORKDIR.value or f"runs/{config.name}")
+    workdir = _WORKDIR.value or f"runs/{config.name}"  # local, or gs://... on a TPU pod
     summary = train.train_and_evaluate(config, workdir)
     errors = ", ".join(
         f"{split} error {summary[f'{split}_error']:.2f}%"

@@ -104,7 +104,9 @@ def test_short_real_run_on_fashion_mnist_files(tmp_path, fashion_mnist_dir):
 
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoints(tmp_path, idx_dir):
-    config = idx_config(idx_dir, **{"optimizer.lr": 1e30, "checkpoint.every_steps": 1, "train.log_every_steps": 1})
+    config = idx_config(
+        idx_dir, **{"optimizer.lr": 1e30, "schedule.warmup_steps": 0, "checkpoint.every_steps": 1, "train.log_every_steps": 1}
+    )
     with pytest.raises(DivergedError, match="loss became nan before step (\\d+); the checkpoints up to step"):
         train.train_and_evaluate(config, tmp_path)
     steps = checkpoint.Checkpoints(tmp_path / "checkpoints").all_steps()

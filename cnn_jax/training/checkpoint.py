@@ -1,13 +1,13 @@
 """Orbax checkpoints of the train state, restorable onto any device layout."""
 
 import json
-import pathlib
 from typing import Any
 
 import flax.linen as nn
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from etils import epath
 
 from cnn_jax import models
 from cnn_jax.data import datasets
@@ -19,8 +19,9 @@ from cnn_jax.training.state import TrainState
 class Checkpoints:
     """The `checkpoints/` folder of a workdir: `keep` most recent steps, written asynchronously."""
 
-    def __init__(self, directory: str | pathlib.Path, keep: int = 3):
-        self.directory = pathlib.Path(directory).absolute()
+    def __init__(self, directory: epath.PathLike, keep: int = 3):
+        directory = epath.Path(directory)
+        self.directory = directory if "://" in str(directory) else directory.absolute()
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
@@ -61,28 +62,28 @@ class Checkpoints:
         self._manager.close()
 
 
-def read_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
+def read_config(workdir: epath.PathLike) -> ml_collections.ConfigDict:
     """The config a workdir's run was started with (its config.json)."""
-    path = pathlib.Path(workdir) / "config.json"
+    path = epath.Path(workdir) / "config.json"
     if not path.is_file():
         raise CheckpointError(f"{path} does not exist; is {workdir} a training workdir?")
     return ml_collections.ConfigDict(json.loads(path.read_text()))
 
 
-def restore_state(workdir: str | pathlib.Path, step: int | None = None) -> tuple[nn.Module, TrainState, ml_collections.ConfigDict]:
+def restore_state(workdir: epath.PathLike, step: int | None = None) -> tuple[nn.Module, TrainState, ml_collections.ConfigDict]:
     """The model, the train state at `step` (default: latest) and the config of a workdir,
     restored replicated over all present devices."""
     config = read_config(workdir)
     model = models.from_config(config.model, datasets.num_classes(config.dataset.name))
     mesh = sharding.make_mesh()
     target = state_lib.abstract(model, optim.direction(config), config, datasets.image_shape(config.dataset.name), mesh)
-    ckpts = Checkpoints(pathlib.Path(workdir) / "checkpoints", keep=config.checkpoint.keep)
+    ckpts = Checkpoints(epath.Path(workdir) / "checkpoints", keep=config.checkpoint.keep)
     state = ckpts.restore(target, step)
     ckpts.close()
     return model, state, config
 
 
-def load(workdir: str | pathlib.Path, step: int | None = None) -> tuple[nn.Module, dict[str, Any], ml_collections.ConfigDict]:
+def load(workdir: epath.PathLike, step: int | None = None) -> tuple[nn.Module, dict[str, Any], ml_collections.ConfigDict]:
     """`(model, variables, config)` of a run, for notebooks: `model.apply(variables, x)`.
 
     Inputs are normalized as in training, uint8 images scaled to [0, 1] minus the training

@@ -6,40 +6,44 @@ Only process 0 writes; the other processes get writers that do nothing.
 import json
 import logging
 import math
-import pathlib
 import sys
 import time
 from typing import Any
 
 import jax
 import tqdm
+from etils import epath
 
 log = logging.getLogger(__name__)
 
 
 class MetricWriter:
-    """Appends `{"step", "split", "loss", "error", ...}` rows to metrics.jsonl and TensorBoard.
+    """Writes `{"step", "split", "loss", "error", ...}` rows to metrics.jsonl and TensorBoard.
 
     Resuming from a checkpoint at step `resume_step` drops the rows written after it, so the
-    file always describes the run that the checkpoints continue.
+    file always describes the run that the checkpoints continue. The file is rewritten whole
+    at each write (it stays small), which works on object stores without appends (gs://).
     """
 
-    def __init__(self, workdir: pathlib.Path, resume_step: int = 0):
+    def __init__(self, workdir: epath.PathLike, resume_step: int = 0):
         self.enabled = jax.process_index() == 0
-        self.path = workdir / "metrics.jsonl"
+        self.path = epath.Path(workdir) / "metrics.jsonl"
         if not self.enabled:
             return
         from tensorboardX import SummaryWriter  # Imported here: only process 0 needs it.
 
-        self._truncate_after(resume_step)
+        self._lines = [
+            line
+            for line in (self.path.read_text().splitlines() if self.path.exists() else [])
+            if line.strip() and json.loads(line)["step"] <= resume_step
+        ]
         self._tensorboard = SummaryWriter(str(workdir), purge_step=resume_step or None)
 
     def write(self, step: int, split: str, **values: Any) -> None:
         if not self.enabled:
             return
-        row = {"step": step, "split": split, **values}
-        with self.path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        self._lines.append(json.dumps({"step": step, "split": split, **values}))
+        self.path.write_text("".join(line + "\n" for line in self._lines))
         for name, value in values.items():
             if isinstance(value, (int, float)) and math.isfinite(value):
                 self._tensorboard.add_scalar(f"{split}/{name}", value, step)
@@ -48,18 +52,10 @@ class MetricWriter:
         if self.enabled:
             self._tensorboard.close()
 
-    def _truncate_after(self, step: int) -> None:
-        if not self.path.exists():
-            return
-        rows = [line for line in self.path.read_text().splitlines() if line.strip()]
-        kept = [line for line in rows if json.loads(line)["step"] <= step]
-        if len(kept) != len(rows):
-            self.path.write_text("".join(line + "\n" for line in kept))
 
-
-def read_metrics(workdir: str | pathlib.Path) -> list[dict[str, Any]]:
+def read_metrics(workdir: epath.PathLike) -> list[dict[str, Any]]:
     """The rows of a workdir's metrics.jsonl."""
-    path = pathlib.Path(workdir) / "metrics.jsonl"
+    path = epath.Path(workdir) / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 

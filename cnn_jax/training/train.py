@@ -9,7 +9,6 @@ import contextlib
 import json
 import logging
 import math
-import pathlib
 import signal
 import threading
 import time
@@ -18,6 +17,7 @@ from typing import Any, Callable, Iterator
 import jax
 import ml_collections
 import numpy as np
+from etils import epath
 
 from cnn_jax import models
 from cnn_jax.data import augment, datasets, in_memory
@@ -30,9 +30,10 @@ SUMMARY = "summary.json"
 CONFIG = "config.json"
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
-    """Trains `config` in `workdir` (resuming if it holds checkpoints) and returns the summary."""
-    workdir = pathlib.Path(workdir)
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLike) -> dict[str, Any]:
+    """Trains `config` in `workdir` (a local path or gs://...), resuming if it holds
+    checkpoints, and returns the summary."""
+    workdir = epath.Path(workdir)
     ckpts = checkpoint.Checkpoints(workdir / "checkpoints", keep=config.checkpoint.keep)
     if (ckpts.latest_step() or 0) >= config.train.steps and (workdir / SUMMARY).exists():
         return json.loads((workdir / SUMMARY).read_text()) | {"already_finished": True}
@@ -149,7 +150,7 @@ def _first(split: datasets.Split, max_examples: int) -> datasets.Split:
     return split.take(slice(0, max_examples)) if max_examples else split
 
 
-def _write_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
+def _write_config(config: ml_collections.ConfigDict, workdir: epath.Path) -> None:
     if jax.process_index() == 0:
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / CONFIG).write_text(config.to_json_best_effort(indent=2) + "\n")
