@@ -26,6 +26,7 @@ _STEPS = flags.DEFINE_integer("steps", 20, "Timed steps (after 2 warm-up steps).
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Computation dtype.")
 _COMPARE = flags.DEFINE_enum("compare", None, ["torch"], "Also time a PyTorch implementation.")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", None, "Input height = width (default: the model's).")
+_SCAN = flags.DEFINE_bool("scan", None, "CIFAR nets: scan over identical blocks (default: the model's).")
 
 log = logging.getLogger("experiments.benchmark")
 
@@ -39,15 +40,25 @@ def input_shape(model: str, size: int | None) -> tuple[int, int, int]:
     return (size or default, size or default, channels)
 
 
-def benchmark_config(model: str, batch_size: int, dtype: str) -> ml_collections.ConfigDict:
-    """The CIFAR recipe (SGD, momentum, weight decay) applied to `model`."""
-    config = ml_collections.ConfigDict(configs.get_config("cifar_resnet20").to_dict())
-    config.model = ml_collections.ConfigDict({"name": model, "dtype": dtype})
+def benchmark_config(model: str, batch_size: int, dtype: str, scan: bool | None = None) -> ml_collections.ConfigDict:
+    """The model's experiment config where one exists (cifar_*), else the CIFAR recipe (SGD,
+    momentum, weight decay) applied to `model`."""
+    if model in configs.names():
+        config = ml_collections.ConfigDict(configs.get_config(model).to_dict())
+    else:
+        config = ml_collections.ConfigDict(configs.get_config("cifar_resnet20").to_dict())
+        config.model = ml_collections.ConfigDict({"name": model})
+    config.model.dtype = dtype
+    if scan is not None:
+        config.model.scan = scan
     config.train.batch_size = batch_size
     return config
 
 
-def measure(model_name: str, batch_size: int, steps: int, dtype: str, image_size: int | None = None) -> dict:
+def measure(
+    model_name: str, batch_size: int, steps: int, dtype: str, image_size: int | None = None,
+    scan: bool | None = None,
+) -> dict:
     """Compiles and times `steps` train steps; returns the numbers as a dict."""
     import jax
 
@@ -56,7 +67,7 @@ def measure(model_name: str, batch_size: int, steps: int, dtype: str, image_size
     from cnn_jax.data.datasets import Split
     from cnn_jax.training import optim, sharding, state as state_lib, steps as steps_lib
 
-    config = benchmark_config(model_name, batch_size, dtype)
+    config = benchmark_config(model_name, batch_size, dtype, scan)
     shape = input_shape(model_name, image_size)
     num_classes = 10 if model_name.startswith(("cifar", "lenet")) else 1000
     model = models.from_config(config.model, num_classes)
@@ -87,7 +98,6 @@ def measure(model_name: str, batch_size: int, steps: int, dtype: str, image_size
         "dtype": dtype,
         "backend": jax.default_backend(),
         "devices": mesh.size,
-        "device_loop": train_steps.device_loop,
         "images_per_sec": steps * batch_size / seconds,
         "step_ms": 1000 * seconds / steps,
         "compile_s": compile_s,
@@ -95,11 +105,12 @@ def measure(model_name: str, batch_size: int, steps: int, dtype: str, image_size
         "flops_per_step": flops,
         "achieved_flops_per_sec": flops * steps / seconds if flops else None,
         "params": state_lib.num_params(state.params),
+        "scan": config.model.get("scan"),
     }
 
 
 def main(argv: list[str]) -> None:
-    result = measure(_MODEL.value, _BATCH.value, _STEPS.value, _DTYPE.value, _IMAGE_SIZE.value)
+    result = measure(_MODEL.value, _BATCH.value, _STEPS.value, _DTYPE.value, _IMAGE_SIZE.value, _SCAN.value)
     log.info("%s: %.1f images/s, %.1f ms/step, compiled in %.1f s.", result["model"],
              result["images_per_sec"], result["step_ms"], result["compile_s"])
     if _COMPARE.value == "torch":

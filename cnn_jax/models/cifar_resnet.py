@@ -20,6 +20,7 @@ import re
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from cnn_jax.errors import ConfigError
@@ -82,6 +83,16 @@ class BasicBlock(nn.Module):
         return nn.relu(y)
 
 
+class RepeatedBlock(nn.Module):
+    """A BasicBlock in the (carry, input) -> (carry, output) form `nn.scan` iterates."""
+
+    block: functools.partial
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, _: None) -> tuple[jnp.ndarray, None]:
+        return self.block(name="block")(x), None
+
+
 class CifarResNet(nn.Module):
     """A 6n+2-layer CIFAR ResNet (residual=True) or plain net (residual=False).
 
@@ -91,6 +102,11 @@ class CifarResNet(nn.Module):
       residual: add the shortcuts (ResNet) or not (plain net).
       shortcut: "A", "B" or "C" (section 3.3); ignored by plain nets.
       width: filters of the first stage (16 in the paper); stages use width x (1, 2, 4).
+      scan: run blocks 2..n of each stage, which are identical, as one `nn.scan` loop: the
+        compile time no longer grows with depth. Same function; the parameters of those
+        blocks are stacked (`unroll_variables` / `scan_variables` convert).
+      remat: with `scan`, recompute each block's activations in the backward pass instead of
+        storing them (less memory, about a third more compute).
       dtype: computation dtype; parameters and BN statistics stay float32.
     """
 
@@ -99,6 +115,8 @@ class CifarResNet(nn.Module):
     residual: bool = True
     shortcut: str = "A"
     width: int = 16
+    scan: bool = False
+    remat: bool = False
     dtype: Any = jnp.float32
 
     def __post_init__(self) -> None:
@@ -117,18 +135,61 @@ class CifarResNet(nn.Module):
         x = conv(self.width, (3, 3), name="stem_conv")(x.astype(self.dtype))
         x = nn.relu(norm(name="stem_bn")(x))
         for stage, (filters, strides) in enumerate(zip(STAGE_FILTERS, STAGE_STRIDES)):
-            for block in range(n):
-                x = BasicBlock(
-                    filters=round(filters * scale),
-                    strides=strides if block == 0 else 1,
-                    residual=self.residual,
-                    shortcut=self.shortcut,
-                    conv=conv,
-                    norm=norm,
-                    name=f"stage{stage + 1}_block{block + 1}",
-                )(x)
+            block = functools.partial(
+                BasicBlock,
+                filters=round(filters * scale),
+                residual=self.residual,
+                shortcut=self.shortcut,
+                conv=conv,
+                norm=norm,
+            )
+            x = block(strides=strides, name=f"stage{stage + 1}_block1")(x)
+            if self.scan and n > 1:
+                repeated = nn.remat(RepeatedBlock) if self.remat else RepeatedBlock
+                blocks = nn.scan(
+                    repeated,
+                    variable_axes={"params": 0, "batch_stats": 0},
+                    split_rngs={"params": True},
+                    length=n - 1,
+                )
+                x, _ = blocks(functools.partial(block, strides=1), name=f"stage{stage + 1}_blocks")(x, None)
+                continue
+            for i in range(2, n + 1):
+                x = block(strides=1, name=f"stage{stage + 1}_block{i}")(x)
         x = jnp.mean(x, axis=(1, 2))
         return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x).astype(jnp.float32)
+
+
+def scan_variables(variables: dict[str, Any]) -> dict[str, Any]:
+    """Variables of an unrolled net -> those of the same net with `scan=True`."""
+    out = {}
+    for collection, tree in variables.items():
+        tree, stacked = dict(tree), {}
+        for name in sorted(tree, key=_block_order):
+            match = re.fullmatch(r"(stage\d+)_block(\d+)", name)
+            if match and int(match.group(2)) > 1:
+                stacked.setdefault(f"{match.group(1)}_blocks", []).append(tree.pop(name))
+        tree.update({k: {"block": jax.tree.map(lambda *x: jnp.stack(x), *v)} for k, v in stacked.items()})
+        out[collection] = tree
+    return out
+
+
+def unroll_variables(variables: dict[str, Any]) -> dict[str, Any]:
+    """Variables of a net with `scan=True` -> those of the same net unrolled."""
+    out = {}
+    for collection, tree in variables.items():
+        tree = dict(tree)
+        for name in [k for k in tree if k.endswith("_blocks")]:
+            stacked = tree.pop(name)["block"]
+            for i in range(jax.tree.leaves(stacked)[0].shape[0]):
+                tree[f"{name.removesuffix('_blocks')}_block{i + 2}"] = jax.tree.map(lambda x: x[i], stacked)
+        out[collection] = tree
+    return out
+
+
+def _block_order(name: str) -> tuple[str, int]:
+    match = re.fullmatch(r"(stage\d+)_block(\d+)", name)
+    return (match.group(1), int(match.group(2))) if match else (name, 0)
 
 
 PAPER_DEPTHS = {"resnet": (20, 32, 44, 56, 110, 1202), "plain": (20, 32, 44, 56, 110)}

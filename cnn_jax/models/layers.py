@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cnn_jax.models import canonical_conv
+
 ModuleDef = Callable[..., nn.Module]
 
 # He et al. 2015 ("Delving deep into rectifiers"): zero-mean Gaussian, std sqrt(2 / fan_in).
@@ -15,9 +17,18 @@ he_normal = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
 
 
 def conv(dtype: Any = jnp.float32) -> ModuleDef:
-    """A bias-free convolution with 'SAME' padding and He-normal init (BN follows it)."""
+    """A bias-free convolution with 'SAME' padding and He-normal init (BN follows it).
+
+    Its gradients are canonical-layout convolutions (see `canonical_conv`), which keeps it
+    fast on CPUs inside compiled loops.
+    """
     return functools.partial(
-        nn.Conv, use_bias=False, padding="SAME", kernel_init=he_normal, dtype=dtype
+        nn.Conv,
+        use_bias=False,
+        padding="SAME",
+        kernel_init=he_normal,
+        dtype=dtype,
+        conv_general_dilated=canonical_conv.conv_general_dilated,
     )
 
 

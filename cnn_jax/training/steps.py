@@ -1,8 +1,7 @@
 """The jit-compiled train and eval steps, the same for every model.
 
-`train_steps` runs many iterations per call (`lax.fori_loop` over the on-device data set)
-so that small nets are not bound by Python dispatch; it returns the sums of the metrics
-over those iterations. Randomness is a pure function of (seed, step): the batch order
+`TrainSteps` runs many iterations per call (`lax.fori_loop` over the on-device data set)
+and returns the sums of the metrics over those iterations. Randomness is a pure function of (seed, step): the batch order
 from the data key and the epoch, the crops and flips from the augmentation key and the step.
 """
 
@@ -74,16 +73,12 @@ def apply_in_groups(
 class TrainSteps:
     """`train_steps(state, data, num_steps) -> (state, metric sums)`: many iterations per call.
 
-    On GPUs and TPUs the iterations run in one compiled `lax.fori_loop`, so small nets are not
-    bound by Python dispatch. On CPUs each iteration is its own call: there, dispatch costs
-    nothing next to a step, and XLA's CPU backend runs weight-gradient convolutions inside
-    loops on a slow path (about 10x). `train.device_loop` ("auto", "on", "off") chooses.
-    Both give the same numbers.
+    The iterations run in one compiled `lax.fori_loop` over the on-device data, so small nets
+    are not bound by Python dispatch (and on CPUs the loop is faster than separate calls).
     """
 
-    def __init__(self, step_fn: Callable, mesh: Mesh, device_loop: bool):
+    def __init__(self, step_fn: Callable, mesh: Mesh):
         replicated = sharding.replicated(mesh)
-        self.device_loop = device_loop
 
         def many_steps(state, data, num_steps):
             def body(_, carry):
@@ -95,14 +90,13 @@ class TrainSteps:
 
         jit = lambda fn: jax.jit(fn, out_shardings=(replicated, replicated), donate_argnums=0)
         self._one_step = jit(step_fn)
-        self._jitted = jit(many_steps) if device_loop else self._one_step
+        self._many_steps = jit(many_steps)
         self._compiled = None
 
     def compile(self, state: TrainState, data: TrainSplit) -> float:
         """Compiles ahead of time for these shapes; returns the seconds it took."""
         start = time.perf_counter()
-        args = (state, data, np.int32(1)) if self.device_loop else (state, data)
-        self._compiled = self._jitted.lower(*args).compile()
+        self._compiled = self._many_steps.lower(state, data, np.int32(1)).compile()
         return time.perf_counter() - start
 
     def flops_per_step(self, state: TrainState, data: TrainSplit) -> float | None:
@@ -111,24 +105,8 @@ class TrainSteps:
         analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
         return (analysis or {}).get("flops")
 
-    def __call__(
-        self,
-        state: TrainState,
-        data: TrainSplit,
-        num_steps: int,
-        stop_requested: Callable[[], bool] = lambda: False,
-    ) -> tuple[TrainState, Metrics]:
-        """Runs `num_steps` iterations; on the CPU, fewer if `stop_requested()` turns true."""
-        fn = self._compiled or self._jitted
-        if self.device_loop:
-            return fn(state, data, np.int32(num_steps))
-        sums = zero_sums() | {"lr": jnp.zeros(())}
-        for i in range(num_steps):
-            if i and stop_requested():
-                break
-            state, metrics = fn(state, data)
-            sums = _accumulate(sums, metrics)
-        return state, sums
+    def __call__(self, state: TrainState, data: TrainSplit, num_steps: int) -> tuple[TrainState, Metrics]:
+        return (self._compiled or self._many_steps)(state, data, np.int32(num_steps))
 
 
 def _accumulate(sums: Metrics, metrics: Metrics) -> Metrics:
@@ -196,11 +174,7 @@ def make_train_steps(
         metrics = {"loss": loss * batch_size, "errors": errors, "count": jnp.asarray(batch_size)}
         return new_state, metrics | {"lr": lr}
 
-    device_loop = config.train.get("device_loop", "auto")
-    if device_loop not in ("auto", "on", "off"):
-        raise ConfigError(f"train.device_loop must be auto, on or off, got {device_loop!r}.")
-    on_accelerator = mesh.devices.flat[0].platform != "cpu"
-    return TrainSteps(train_step, mesh, device_loop == "on" or (device_loop == "auto" and on_accelerator))
+    return TrainSteps(train_step, mesh)
 
 
 def make_evaluate(model: nn.Module, mesh: Mesh) -> Callable[[Any, EvalSplit], Metrics]:

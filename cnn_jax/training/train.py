@@ -84,7 +84,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
         with _stop_requested_on_signal() as stop_requested:
             while step < total_steps:
                 tick = time.perf_counter()
-                state, sums = train_steps(state, train_data, _steps_to_boundary(step, config), stop_requested)
+                state, sums = train_steps(state, train_data, _steps_to_boundary(step, config))
                 sums = jax.device_get(sums)
                 window_seconds += time.perf_counter() - tick
                 num_steps, step = int(state.step) - step, int(state.step)
@@ -159,7 +159,7 @@ def _write_config(config: ml_collections.ConfigDict, workdir: epath.Path) -> Non
 @contextlib.contextmanager
 def _stop_requested_on_signal() -> Iterator[Callable[[], bool]]:
     """Turns the first Ctrl-C (or SIGTERM) into a request to checkpoint and stop at the next
-    boundary; a second Ctrl-C interrupts at once."""
+    log step; a second Ctrl-C interrupts at once."""
     requested = []
     if threading.current_thread() is not threading.main_thread():
         yield lambda: False  # Signals reach only the main thread.

@@ -35,6 +35,10 @@ def get_config(model_name: str, arg: str | None = None) -> ml_collections.Config
     config.model.width = 16  # filters of the first stage; 16 in the paper
     config.model.shortcut = "A"  # A: zero-padded identity (CIFAR); B: projections where shapes change
     config.model.dtype = "float32"
+    # One nn.scan over the identical blocks of each stage: compile time flat in depth. At 20
+    # and 32 layers the unrolled net runs about 10% faster on CPUs, so those stay unrolled.
+    config.model.scan = depth >= 44
+    config.model.remat = False  # with scan: recompute activations in the backward pass
     # BN statistics per group of this many examples (0: the global batch). The paper's
     # 2 GPUs x 64 is 64; the default is the same on every device count.
     config.model.bn_group_size = 0

@@ -1,0 +1,53 @@
+"""The CPU-friendly convolution: lax's numbers, and no slow path inside compiled loops."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from cnn_jax.models import canonical_conv
+
+NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+@pytest.mark.parametrize(
+    "size, kernel, stride, padding",
+    [(8, 3, 1, "SAME"), (9, 3, 2, "SAME"), (8, 1, 2, "SAME"), (11, 7, 2, ((3, 3), (3, 3))),
+     (8, 3, 1, "VALID"), (13, 5, 2, ((2, 2), (2, 2))), (16, 3, 1, ((1, 1), (1, 1)))],
+)
+def test_values_and_gradients_equal_lax(size, kernel, stride, padding):
+    x = jax.random.normal(jax.random.key(0), (16, size, size, 3))
+    w = jax.random.normal(jax.random.key(1), (kernel, kernel, 3, 5))
+    numbers = lax.conv_dimension_numbers(x.shape, w.shape, NHWC)
+
+    def loss(conv):
+        return lambda x, w: jnp.sum(jnp.sin(conv(x, w, (stride, stride), padding, dimension_numbers=numbers)))
+
+    expected = jax.value_and_grad(loss(lax.conv_general_dilated), (0, 1))(x, w)
+    actual = jax.value_and_grad(loss(canonical_conv.conv_general_dilated), (0, 1))(x, w)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4), actual, expected)
+
+
+def test_grouped_convolutions_fall_back_to_lax():
+    x = jax.random.normal(jax.random.key(0), (2, 8, 8, 4))
+    w = jax.random.normal(jax.random.key(1), (3, 3, 2, 6))
+    numbers = lax.conv_dimension_numbers(x.shape, w.shape, NHWC)
+    ours = canonical_conv.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=numbers, feature_group_count=2)
+    np.testing.assert_array_equal(ours, lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=numbers, feature_group_count=2))
+
+
+def test_weight_gradient_inside_a_loop_is_a_canonical_convolution():
+    """XLA:CPU runs convolutions labelled other than NHWC x HWIO slowly inside loops."""
+    x = jnp.ones((16, 8, 8, 4))
+    numbers = lax.conv_dimension_numbers(x.shape, (3, 3, 4, 4), NHWC)
+
+    def train(w):
+        def step(_, w):
+            grad = jax.grad(lambda w: jnp.sum(canonical_conv.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=numbers) ** 2))(w)
+            return w - 1e-3 * grad
+        return lax.fori_loop(0, 3, step, w)
+
+    hlo = jax.jit(train).lower(jnp.ones((3, 3, 4, 4))).compile().as_text()
+    labels = [line.split("dim_labels=")[1].split(",")[0] for line in hlo.splitlines() if " convolution(" in line]
+    assert labels and set(labels) == {"b01f_01io->b01f"}
