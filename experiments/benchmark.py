@@ -30,16 +30,6 @@ _SCAN = flags.DEFINE_bool("scan", None, "CIFAR nets: scan over identical blocks 
 
 log = logging.getLogger("experiments.benchmark")
 
-# Native input sizes; everything else takes 224x224x3 (ImageNet).
-INPUT_SHAPES = {"cifar": (32, 3), "lenet5": (32, 1), "alexnet": (227, 3), "inception": (299, 3)}
-
-
-def input_shape(model: str, size: int | None) -> tuple[int, int, int]:
-    prefix = next((p for p in INPUT_SHAPES if model.startswith(p)), None)
-    default, channels = INPUT_SHAPES.get(prefix, (224, 3))
-    return (size or default, size or default, channels)
-
-
 def benchmark_config(model: str, batch_size: int, dtype: str, scan: bool | None = None) -> ml_collections.ConfigDict:
     """The model's experiment config where one exists (cifar_*), else the CIFAR recipe (SGD,
     momentum, weight decay) applied to `model`."""
@@ -68,7 +58,7 @@ def measure(
     from cnn_jax.training import optim, sharding, state as state_lib, steps as steps_lib
 
     config = benchmark_config(model_name, batch_size, dtype, scan)
-    shape = input_shape(model_name, image_size)
+    shape = models.input_shape(model_name, image_size)
     num_classes = 10 if model_name.startswith(("cifar", "lenet")) else 1000
     model = models.from_config(config.model, num_classes)
     mesh = sharding.make_mesh()

@@ -119,14 +119,14 @@ def test_table_1_output_sizes(name, expansion):
 
 
 def test_bottleneck_stride_placement():
-    default = stage_shapes("resnet50")
-    paper = stage_shapes("resnet50", stride_on_1x1=True)
-    # conv3_x's first block: 56x56 in, 28x28 out. v1.5 strides the 3x3, the paper the first 1x1.
-    assert default["stage2_block1/Conv_0"] == (1, 56, 56, 128)
-    assert default["stage2_block1/Conv_1"] == (1, 28, 28, 128)
+    paper = stage_shapes("resnet50")
+    v15 = stage_shapes("resnet50", stride_on_1x1=False)
+    # conv3_x's first block: 56x56 in, 28x28 out. The paper strides the first 1x1, v1.5 the 3x3.
     assert paper["stage2_block1/Conv_0"] == (1, 28, 28, 128)
     assert paper["stage2_block1/Conv_1"] == (1, 28, 28, 128)
-    assert param_count("resnet50", stride_on_1x1=True) == TORCHVISION_PARAMS["resnet50"]
+    assert v15["stage2_block1/Conv_0"] == (1, 56, 56, 128)
+    assert v15["stage2_block1/Conv_1"] == (1, 28, 28, 128)
+    assert param_count("resnet50", stride_on_1x1=False) == TORCHVISION_PARAMS["resnet50"]
 
 
 def test_convolutions_pad_symmetrically_like_torchvision():

@@ -23,7 +23,10 @@ def read(name: str, split: str, data_dir: str | None, download: bool = True) -> 
                 f"{name} is not prepared in tfds data_dir {where}; prepare it with "
                 f"`tfds build {name} --data_dir={where}` or set dataset.download=True."
             ) from None
-        _check_download_hosts(name, builder, where)
+        check_download_hosts(
+            name, builder, where, "copy its distribution files to a folder and run with "
+            "--config.dataset.source=files --config.dataset.data_dir=FOLDER",
+        )
         try:
             builder.download_and_prepare()
         except Exception as e:  # Network, disk and checksum failures all end here.
@@ -36,8 +39,9 @@ def read(name: str, split: str, data_dir: str | None, download: bool = True) -> 
     return np.concatenate(images).astype(np.uint8), np.concatenate(labels).astype(np.int32)
 
 
-def _check_download_hosts(name: str, builder, where: str) -> None:
-    """Fails in seconds, not after minutes of retries, when the download servers are unreachable."""
+def check_download_hosts(name: str, builder, where: str, advice: str) -> None:
+    """Fails in seconds, not after minutes of retries, when the download servers are
+    unreachable; the error names the server and ends with `advice`."""
     urls = [urllib.parse.urlparse(url) for url in (builder.url_infos or {})]
     servers = {(u.hostname, u.port or (443 if u.scheme == "https" else 80)) for u in urls}
     for host, port in sorted(s for s in servers if s[0]):
@@ -46,6 +50,5 @@ def _check_download_hosts(name: str, builder, where: str) -> None:
         except OSError:
             raise DataError(
                 f"{name} is not in tfds data_dir {where} and cannot be downloaded ({host} is "
-                f"unreachable); copy its distribution files to a folder and run with "
-                f"--config.dataset.source=files --config.dataset.data_dir=FOLDER."
+                f"unreachable); {advice}."
             ) from None

@@ -7,6 +7,7 @@ on NHWC float images, returning logits.
 from typing import Any, Callable
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import ml_collections
 
@@ -22,6 +23,24 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     **inception_v4.MODELS,
     **cifar_resnet.MODELS,
 }
+
+
+# Native input sizes (height = width, channels) by name prefix; everything else is ImageNet's.
+_INPUT_SHAPES = {
+    "cifar_": (32, 3),
+    "lenet5": (32, 1),
+    "alexnet_owt": (224, 3),
+    "alexnet": (227, 3),
+    "inception_": (299, 3),
+}
+
+
+def input_shape(name: str, size: int | None = None) -> tuple[int, int, int]:
+    """(height, width, channels) the model `name` was designed for, or at `size` pixels."""
+    native, channels = next(
+        (shape for prefix, shape in _INPUT_SHAPES.items() if name.startswith(prefix)), (224, 3)
+    )
+    return (size or native, size or native, channels)
 
 
 def names() -> list[str]:
@@ -46,10 +65,13 @@ def create(name: str, num_classes: int | None = None, **overrides: Any) -> nn.Mo
 def from_config(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
     """The model of a config's `model` section: `name` plus attribute overrides.
 
-    `bn_group_size` is not an attribute: the train step applies it (see
-    `cnn_jax.training.steps.apply_in_groups`).
+    `dtype` "auto" computes in bfloat16 on TPUs and in float32 elsewhere (parameters and BN
+    statistics stay float32). `bn_group_size` is not an attribute: the train step applies
+    it (see `cnn_jax.training.steps.apply_in_groups`).
     """
     overrides = {k: v for k, v in config.items() if k not in ("name", "bn_group_size")}
+    if overrides.get("dtype") == "auto":  # bfloat16 where the hardware is built for it
+        overrides["dtype"] = "bfloat16" if jax.default_backend() == "tpu" else "float32"
     if "dtype" in overrides:
         overrides["dtype"] = jnp.dtype(overrides["dtype"])
     try:

@@ -12,9 +12,9 @@ The paper's Table 1 (224x224 input), one row per stage, blocks per stage at the 
              1x1      global average pool, 1000-d fc
     multiply-adds (x 10^9)                                                     1.8 3.6 3.8 7.6 11.3
 
-Recomputed from the layer specs (convolutions + fc, option B, 224x224): 1.81 / 3.66 / 4.09 /
-7.80 / 11.51 G with the stride on the bottleneck's 3x3 (the default here) and 3.86 / 7.57 /
-11.28 G for 50 / 101 / 152 with the stride on its first 1x1, as in the paper.
+Recomputed from the layer specs (convolutions + fc, option B, 224x224): 1.81 / 3.66 / 3.86 /
+7.57 / 11.28 G with the bottleneck's stride on its first 1x1 (the paper, the default here);
+4.09 / 7.80 / 11.51 G for 50 / 101 / 152 with it on the 3x3 (v1.5).
 
 BN follows every convolution (section 3.4). The first block of conv3_x..conv5_x downsamples with
 stride 2. A ResNet adds one shortcut per block; a plain net has none (Table 2). Shortcut options
@@ -22,12 +22,12 @@ stride 2. A ResNet adds one shortcut per block; a plain net has none (Table 2). 
 with a 1x1 convolution + BN where the shape changes (the default, torchvision's choice); C
 projects in every block. With option B the parameter counts equal torchvision's.
 
-Two details follow torchvision, so that its weights, converted, compute the same function:
-convolutions pad k // 2 on each side (as the original Caffe models do; 'SAME' would pad a
-stride-2 3x3 convolution only on the right/bottom) and the max pool pads 1 (224 -> 112 -> 56);
-and the bottleneck puts its stride on the 3x3 convolution ("ResNet v1.5"), where the paper put
-it on the first 1x1 convolution (`stride_on_1x1=True`: same parameters, 6% fewer multiply-adds
-for ResNet-50; v1.5 is reported about 0.5% more accurate in top-1).
+Convolutions pad k // 2 on each side (as the original Caffe models and torchvision do; 'SAME'
+would pad a stride-2 3x3 convolution only on the right/bottom) and the max pool pads 1
+(224 -> 112 -> 56). The bottleneck downsamples in its first 1x1 convolution, as in the paper;
+`stride_on_1x1=False` moves the stride to the 3x3 convolution, torchvision's "ResNet v1.5"
+(same parameters, 6% more multiply-adds for ResNet-50, reported about 0.5% better top-1),
+with which torchvision's weights, converted, compute the same function.
 """
 
 import functools
@@ -67,7 +67,8 @@ def symmetric_conv(dtype: Any = jnp.float32) -> layers.ModuleDef:
 class Bottleneck(nn.Module):
     """1x1 (filters), 3x3 (filters), 1x1 (4 x filters), each with BN (Figure 5, right).
 
-    The stride sits on the 3x3 convolution unless `stride_on_1x1` (the paper's placement).
+    The stride sits on the first 1x1 convolution (the paper) or, without `stride_on_1x1`, on
+    the 3x3 one (torchvision's v1.5).
     """
 
     filters: int
@@ -76,7 +77,7 @@ class Bottleneck(nn.Module):
     shortcut: str
     conv: layers.ModuleDef
     norm: layers.ModuleDef
-    stride_on_1x1: bool = False
+    stride_on_1x1: bool = True
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
@@ -100,8 +101,8 @@ class ResNet(nn.Module):
       num_classes: outputs of the final dense layer.
       residual: add the shortcuts (ResNet) or not (plain net).
       shortcut: "A", "B" or "C" (section 3.3); ignored by plain nets.
-      stride_on_1x1: bottleneck nets only: downsample in the first 1x1 convolution (the paper)
-        rather than in the 3x3 one (torchvision, the default).
+      stride_on_1x1: bottleneck nets only: downsample in the first 1x1 convolution (the paper,
+        the default) rather than in the 3x3 one (torchvision's v1.5).
       dtype: computation dtype; parameters and BN statistics stay float32.
     """
 
@@ -109,7 +110,7 @@ class ResNet(nn.Module):
     num_classes: int = 1000
     residual: bool = True
     shortcut: str = "B"
-    stride_on_1x1: bool = False
+    stride_on_1x1: bool = True
     dtype: Any = jnp.float32
 
     def __post_init__(self) -> None:

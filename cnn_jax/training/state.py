@@ -34,12 +34,15 @@ def create(
     config: ml_collections.ConfigDict,
     pixel_mean: jax.Array,
     mesh: Mesh,
+    input_shape: tuple[int, int, int] | None = None,
 ) -> TrainState:
-    """Initializes a replicated train state from `config.seed` (He-normal weights)."""
+    """Initializes a replicated train state from `config.seed` for inputs of `input_shape`
+    (default: the shape of `pixel_mean`)."""
+    input_shape = input_shape or pixel_mean.shape
 
     def init() -> TrainState:
         key = jax.random.fold_in(jax.random.key(config.seed), 0)
-        variables = model.init(key, jnp.zeros((1, *pixel_mean.shape)), train=False)
+        variables = model.init(key, jnp.zeros((1, *input_shape)), train=False)
         params = variables["params"]
         return TrainState(
             step=jnp.zeros((), jnp.int32),
@@ -57,12 +60,13 @@ def abstract(
     model: nn.Module,
     optimizer: optax.GradientTransformation,
     config: ml_collections.ConfigDict,
-    image_shape: tuple[int, int, int],
+    input_shape: tuple[int, int, int],
+    mean_shape: tuple[int, ...],
     mesh: Mesh,
 ) -> TrainState:
     """Shapes, dtypes and (replicated) shardings of the train state, without computing it."""
-    mean = jax.ShapeDtypeStruct(image_shape, jnp.float32)
-    shapes = jax.eval_shape(lambda m: create(model, optimizer, config, m, mesh), mean)
+    mean = jax.ShapeDtypeStruct(mean_shape, jnp.float32)
+    shapes = jax.eval_shape(lambda m: create(model, optimizer, config, m, mesh, input_shape), mean)
     replicated = sharding.replicated(mesh)
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), shapes)
 

@@ -5,6 +5,7 @@ and returns the sums of the metrics over those iterations. Randomness is a pure 
 from the data key and the epoch, the crops and flips from the augmentation key and the step.
 """
 
+import functools
 import time
 from typing import Any, Callable
 
@@ -114,49 +115,42 @@ def _accumulate(sums: Metrics, metrics: Metrics) -> Metrics:
     return {k: metrics[k] if k == "lr" else sums[k] + metrics[k] for k in sums}
 
 
-def make_train_steps(
+def make_update(
     model: nn.Module,
     optimizer: optax.GradientTransformation,
     config: ml_collections.ConfigDict,
     mesh: Mesh,
-) -> TrainSteps:
-    """The train step of `config`, wrapped to run many iterations per call."""
+) -> Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, Metrics]]:
+    """`update(state, images, labels) -> (state, metrics)`: one SGD iteration on a prepared batch.
+
+    The loss is the cross-entropy plus `train.aux_loss_weight` times that of every auxiliary
+    classifier the model sows (GoogLeNet); weight decay is in the optimizer.
+    """
     batch_size = config.train.batch_size
     sharding.check_divisible("train.batch_size", batch_size, mesh)
     aux_weight = config.train.get("aux_loss_weight", 0.0)
     batch_sharding = sharding.sharded(mesh)
-
     bn_group_size = config.model.get("bn_group_size", 0)
     if bn_group_size and batch_size % bn_group_size:
         raise ConfigError(
             f"model.bn_group_size={bn_group_size} does not divide train.batch_size={batch_size}."
         )
+    dropout_stream = stream_keys(config.seed)["dropout"]
 
-    def loss_fn(params, state: TrainState, images, labels, dropout_key):
+    def loss_fn(params, state: TrainState, images, labels):
         variables = {"params": params, "batch_stats": state.batch_stats}
+        dropout_key = jax.random.fold_in(dropout_stream, state.step)
         logits, updates = apply_in_groups(model, variables, images, dropout_key, bn_group_size)
         loss = cross_entropy(logits, labels).mean()
-        # Auxiliary classifiers (GoogLeNet) sow their logits; inference ignores them.
         aux_logits = jax.tree.leaves(updates.get("aux", {}))
         objective = loss + aux_weight * sum(cross_entropy(a, labels).mean() for a in aux_logits)
         return objective, (loss, logits, updates.get("batch_stats", {}))
 
-    def train_step(state: TrainState, data: TrainSplit) -> tuple[TrainState, Metrics]:
-        keys = stream_keys(config.seed)
-        images, labels = data.batch(keys["data"], state.step, batch_size)
-        images = augment.train_view(
-            jax.random.fold_in(keys["augment"], state.step),
-            images,
-            state.pixel_mean,
-            padding=config.augment.crop_padding,
-            flip=config.augment.flip,
-        )
+    def update(state: TrainState, images: jax.Array, labels: jax.Array) -> tuple[TrainState, Metrics]:
         images = jax.lax.with_sharding_constraint(images, batch_sharding)
         labels = jax.lax.with_sharding_constraint(labels, batch_sharding)
-        dropout_key = jax.random.fold_in(keys["dropout"], state.step)
-
         grads, (loss, logits, batch_stats) = jax.grad(loss_fn, has_aux=True)(
-            state.params, state, images, labels, dropout_key
+            state.params, state, images, labels
         )
         direction, opt_state = optimizer.update(grads, state.opt_state, state.params)
         lr = optim.learning_rate(config, state.step, state.warming_up)
@@ -174,28 +168,95 @@ def make_train_steps(
         metrics = {"loss": loss * batch_size, "errors": errors, "count": jnp.asarray(batch_size)}
         return new_state, metrics | {"lr": lr}
 
+    return update
+
+
+def make_train_steps(
+    model: nn.Module,
+    optimizer: optax.GradientTransformation,
+    config: ml_collections.ConfigDict,
+    mesh: Mesh,
+) -> TrainSteps:
+    """The train step on in-memory data (batch drawn and augmented on the device), run many
+    iterations per call."""
+    update = make_update(model, optimizer, config, mesh)
+    keys = stream_keys(config.seed)
+
+    def train_step(state: TrainState, data: TrainSplit) -> tuple[TrainState, Metrics]:
+        images, labels = data.batch(keys["data"], state.step, config.train.batch_size)
+        images = augment.train_view(
+            jax.random.fold_in(keys["augment"], state.step),
+            images,
+            state.pixel_mean,
+            padding=config.augment.crop_padding,
+            flip=config.augment.flip,
+        )
+        return update(state, images, labels)
+
     return TrainSteps(train_step, mesh)
 
 
+def make_stream_step(
+    model: nn.Module,
+    optimizer: optax.GradientTransformation,
+    config: ml_collections.ConfigDict,
+    mesh: Mesh,
+) -> Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, Metrics]]:
+    """The compiled train step on a batch prepared by the host (streaming data sets)."""
+    replicated = sharding.replicated(mesh)
+    update = make_update(model, optimizer, config, mesh)
+    return jax.jit(update, out_shardings=(replicated, replicated), donate_argnums=0)
+
+
+def batch_sums(model: nn.Module, state: TrainState, images, labels, mask) -> Metrics:
+    """Evaluation sums of one batch: loss, top-1 and top-5 mistakes, examples.
+
+    Images of shape [batch, crops, H, W, C] (10-crop testing) are classified by their crops'
+    mean softmax.
+    """
+    if images.ndim == 5:
+        batch, crops = images.shape[:2]
+        logits = model.apply(state.variables, images.reshape(batch * crops, *images.shape[2:]), train=False)
+        per_crop = jax.nn.log_softmax(logits.reshape(batch, crops, -1))
+        log_probs = jax.nn.logsumexp(per_crop, axis=1) - jnp.log(crops)  # log of the mean softmax
+    else:
+        log_probs = jax.nn.log_softmax(model.apply(state.variables, images, train=False))
+    losses = -jnp.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0]
+    top5 = jax.lax.top_k(log_probs, min(5, log_probs.shape[-1]))[1]
+    return {
+        "loss": jnp.where(mask, losses, 0.0).sum(),
+        "errors": (mask & (jnp.argmax(log_probs, -1) != labels)).sum(),
+        "top5_errors": (mask & ~jnp.any(top5 == labels[:, None], axis=-1)).sum(),
+        "count": mask.sum(),
+    }
+
+
 def make_evaluate(model: nn.Module, mesh: Mesh) -> Callable[[Any, EvalSplit], Metrics]:
-    """Returns the compiled `evaluate(state, split) -> metric sums` over a whole split."""
+    """Returns the compiled `evaluate(state, split) -> metric sums` over a whole in-memory split."""
 
     def evaluate(state: TrainState, split: EvalSplit) -> Metrics:
-        def batch_sums(sums, batch):
+        def add_batch(sums, batch):
             images, labels, mask = batch
-            logits = model.apply(state.variables, augment.normalize(images, state.pixel_mean), train=False)
-            losses = jnp.where(mask, cross_entropy(logits, labels), 0.0)
-            errors = mask & (jnp.argmax(logits, -1) != labels)
-            batch = {"loss": losses.sum(), "errors": errors.sum(), "count": mask.sum()}
-            return jax.tree.map(jnp.add, sums, batch), None
+            images = augment.normalize(images, state.pixel_mean)
+            return jax.tree.map(jnp.add, sums, batch_sums(model, state, images, labels, mask)), None
 
-        sums, _ = jax.lax.scan(batch_sums, zero_sums(), (split.images, split.labels, split.mask))
+        zeros = zero_sums() | {"top5_errors": jnp.zeros((), jnp.int32)}
+        sums, _ = jax.lax.scan(add_batch, zeros, (split.images, split.labels, split.mask))
         return sums
 
     return jax.jit(evaluate, out_shardings=sharding.replicated(mesh))
 
 
+def make_evaluate_batch(model: nn.Module, mesh: Mesh) -> Callable[..., Metrics]:
+    """Returns the compiled `evaluate_batch(state, images, labels, mask) -> metric sums` for
+    batches prepared by the host."""
+    return jax.jit(functools.partial(batch_sums, model), out_shardings=sharding.replicated(mesh))
+
+
 def summarize(sums: Metrics) -> dict[str, float]:
-    """Metric sums -> mean loss and error in percent."""
+    """Metric sums -> mean loss and (top-1, and where counted top-5) error in percent."""
     count = max(int(sums["count"]), 1)
-    return {"loss": float(sums["loss"]) / count, "error": 100.0 * float(sums["errors"]) / count}
+    summary = {"loss": float(sums["loss"]) / count, "error": 100.0 * float(sums["errors"]) / count}
+    if "top5_errors" in sums:
+        summary["top5_error"] = 100.0 * float(sums["top5_errors"]) / count
+    return summary

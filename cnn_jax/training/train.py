@@ -16,13 +16,11 @@ from typing import Any, Callable, Iterator
 
 import jax
 import ml_collections
-import numpy as np
 from etils import epath
 
 from cnn_jax import models
-from cnn_jax.data import augment, datasets, in_memory
-from cnn_jax.errors import ConfigError, DivergedError, Interrupted
-from cnn_jax.training import checkpoint, metrics, optim, sharding, state as state_lib, steps
+from cnn_jax.errors import DivergedError, Interrupted
+from cnn_jax.training import checkpoint, metrics, optim, pipelines, sharding, state as state_lib, steps
 
 log = logging.getLogger(__name__)
 
@@ -39,39 +37,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
         return json.loads((workdir / SUMMARY).read_text()) | {"already_finished": True}
 
     # ----- Model and optimizer: config errors surface before any data is read ---------------
-    model = models.from_config(config.model, datasets.num_classes(config.dataset.name))
+    model = models.from_config(config.model, pipelines.num_classes(config.dataset.name))
     optimizer = optim.direction(config)
     mesh = sharding.make_mesh()
     sharding.check_divisible("train.batch_size", config.train.batch_size, mesh)
     sharding.check_divisible("eval.batch_size", config.eval.batch_size, mesh)
 
-    # ----- Data: host memory -> device memory ---------------------------------------------
-    splits = datasets.load(config.dataset)
-    if config.train.batch_size > len(splits["train"]):
-        raise ConfigError(
-            f"train.batch_size={config.train.batch_size} exceeds the "
-            f"{len(splits['train'])} training examples."
-        )
-    train_data = in_memory.put_train(splits["train"], mesh)
-    eval_data = {
-        name: in_memory.put_eval(_first(splits[name], config.eval.max_examples), config.eval.batch_size, mesh)
-        for name in ("val", "test")
-        if name in splits
-    }
-    pixel_mean = augment.pixel_mean(splits["train"].images)
-    del splits
-
-    # ----- Train state: fresh, or restored from the latest checkpoint ----------------------
-    state = state_lib.create(model, optimizer, config, pixel_mean, mesh)
+    # ----- Data and compiled steps; the train state, fresh or from the latest checkpoint ----
+    pipeline = pipelines.create(config, model, optimizer, mesh)
+    state = state_lib.create(model, optimizer, config, pipeline.pixel_mean, mesh, pipeline.input_shape)
     if ckpts.latest_step() is not None:
         state = ckpts.restore(state)
         log.info("Resuming %s from step %d.", workdir, int(state.step))
     _write_config(config, workdir)
-
-    train_steps = steps.make_train_steps(model, optimizer, config, mesh)
-    evaluate = steps.make_evaluate(model, mesh)
-    compile_s = train_steps.compile(state, train_data)
-    log.info("Compiled the train step of %s in %.1f s.", config.model.name, compile_s)
+    compile_s = pipeline.compile(state)
+    if compile_s:
+        log.info("Compiled the train step of %s in %.1f s.", config.model.name, compile_s)
 
     # ----- Training loop ------------------------------------------------------------------
     start_step, total_steps = int(state.step), config.train.steps
@@ -84,7 +65,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
         with _stop_requested_on_signal() as stop_requested:
             while step < total_steps:
                 tick = time.perf_counter()
-                state, sums = train_steps(state, train_data, _steps_to_boundary(step, config))
+                state, sums = pipeline.train(state, _steps_to_boundary(step, config))
                 sums = jax.device_get(sums)
                 window_seconds += time.perf_counter() - tick
                 num_steps, step = int(state.step) - step, int(state.step)
@@ -108,8 +89,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
                     progress.update(step, window_steps, latest["train"])
                     window, window_steps, window_seconds = steps.zero_sums(), 0, 0.0
                 if done or step % config.eval.every_steps == 0:
-                    for name, split in eval_data.items():
-                        latest[name] = steps.summarize(jax.device_get(evaluate(state, split)))
+                    for name, sums in pipeline.evaluate(state).items():
+                        latest[name] = steps.summarize(jax.device_get(sums))
                         writer.write(step, name, **latest[name])
                     progress.evaluated(step, latest)
                 if done or step % config.checkpoint.every_steps == 0 or stop_requested():
@@ -144,10 +125,6 @@ def _steps_to_boundary(step: int, config: ml_collections.ConfigDict) -> int:
     """Steps until the next log, eval or checkpoint step, or the end."""
     intervals = (config.train.log_every_steps, config.eval.every_steps, config.checkpoint.every_steps)
     return min([config.train.steps - step] + [k - step % k for k in intervals])
-
-
-def _first(split: datasets.Split, max_examples: int) -> datasets.Split:
-    return split.take(slice(0, max_examples)) if max_examples else split
 
 
 def _write_config(config: ml_collections.ConfigDict, workdir: epath.Path) -> None:

@@ -1,0 +1,657 @@
+"""ImageNet-scale data sets streamed from disk by tf.data: ILSVRC-2012 and Imagenette.
+
+The small sets (CIFAR, MNIST) live on the devices and are augmented in the compiled step
+(`cnn_jax.data.datasets`); these are too big for that. Each process reads its own shard of
+the tfds records, and tf.data decodes and augments the JPEGs in parallel threads off the
+training thread, batches them and prefetches. The training loop gets numpy batches
+`{"images": float32 [B, S, S, 3], "labels": int32 [B]}` of this process's B =
+global_batch_size / process_count rows.
+
+Training augmentations (`augment.name`), each as its paper describes it:
+
+  alexnet    Krizhevsky et al. 2012: "we first rescaled the image such that the shorter side
+             was of length 256, and then cropped out the central 256x256 patch"; then
+             "random 224x224 patches (and their horizontal reflections)" (227 here, the size
+             the layer arithmetic needs), and PCA colour noise: "to each RGB image pixel we
+             add [p1, p2, p3][a1 l1, a2 l2, a3 l3]^T ... each ai is drawn once per image from
+             a Gaussian with mean zero and standard deviation 0.1".
+  vgg        Simonyan & Zisserman 2014, section 3.1, scale jittering: "each training image
+             is individually rescaled by randomly sampling S from a certain range
+             [Smin, Smax] (we used Smin = 256 and Smax = 512)", random 224x224 crops,
+             "random horizontal flipping and random RGB colour shift" (the PCA noise above).
+  resnet     He et al. 2015, section 3.4: "The image is resized with its shorter side
+             randomly sampled in [256, 480] for scale augmentation. A 224x224 crop is
+             randomly sampled from an image or its horizontal flip ... The standard color
+             augmentation in [21] is used."
+  inception  Szegedy et al. 2014, GoogLeNet: "sampling of various sized patches of the image
+             whose size is distributed evenly between 8% and 100% of the image area with
+             aspect ratio constrained to the interval [3/4, 4/3]", resized to image_size
+             (224; 299 for Inception-v4), and flips.
+
+All of them end with the per-channel normalization of the [0, 1] RGB image by the ImageNet
+mean and standard deviation. Evaluation (`eval.crop`) resizes the shorter side to
+`eval.resize` and takes the central crop ("center") or AlexNet's ten views ("ten_crop": the
+four corners and the centre of the central resize x resize square, and their mirror images,
+the "standard 10-crop testing" of VGG and ResNet).
+
+Determinism. The batch of step t is a pure function of (seed, t, process layout), so a run
+resumed at step t sees exactly the batches an uninterrupted run would:
+  - every epoch is its own tf.data pipeline; tfds's file order and the example shuffle use
+    seeds derived from (seed, epoch, process_index), and nothing reshuffles in between;
+  - a resumed epoch skips its first (start_step mod steps_per_epoch) batches of raw records,
+    before any decoding, so resuming costs a read, not a decode, of those records;
+  - every random augmentation is a stateless op seeded from (seed, epoch, process_index,
+    the example's position in the epoch), and the parallel maps keep their order;
+  - steps_per_epoch = examples_per_process // local_batch; the shuffled remainder is dropped.
+
+Config fields read (`default_config()` builds them with their defaults):
+  dataset.name            "imagenet2012" (1000 classes) or "imagenette" (10 classes)
+  dataset.tfds_name       tfds name/config to read ("" = imagenet2012 / imagenette/full-size-v2;
+                          e.g. "imagenette/320px-v2" for the smaller JPEGs)
+  dataset.data_dir        tfds data_dir ("" = tfds's default, ~/tensorflow_datasets)
+  dataset.manual_dir      folder with ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar
+                          ("" = DATA_DIR/downloads/manual); imagenet2012 only
+  dataset.download        prepare the data set if it is missing (download for imagenette,
+                          build from the manual download for imagenet2012)
+  dataset.shuffle_buffer  raw (undecoded) records in the per-process shuffle buffer
+  augment.name            alexnet | vgg | resnet | inception
+  augment.image_size      training/eval crop S (0 = 227 for alexnet, 224 otherwise)
+  augment.resize          alexnet: shorter side and square of the training image (256)
+  augment.scale_range     vgg/resnet: range of the shorter side S ((256, 512) / (256, 480))
+  augment.area_range      inception: fraction of the image area (0.08, 1.0)
+  augment.aspect_range    inception: crop aspect ratio (3/4, 4/3)
+  augment.pca_noise       std of the PCA colour noise alphas (0.1; 0 for inception; 0 = off)
+  augment.flip            random horizontal flips (True)
+  eval.crop               center | ten_crop
+  eval.resize             shorter side before cropping (0 = augment.resize for alexnet,
+                          round(image_size / 0.875) otherwise: 256 for 224 crops)
+  eval.batch_size         (read by the training loop, which passes it to eval_batches)
+"""
+
+import dataclasses
+import os
+from typing import Any, Iterator
+
+import ml_collections
+import numpy as np
+
+from cnn_jax.data import tfds_source
+from cnn_jax.errors import ConfigError, DataError
+
+NUM_CLASSES = {"imagenet2012": 1000, "imagenette": 10}
+TFDS_NAMES = {"imagenet2012": "imagenet2012", "imagenette": "imagenette/full-size-v2"}
+SPLITS = ("train", "validation")
+AUGMENTATIONS = ("alexnet", "vgg", "resnet", "inception")
+EVAL_CROPS = ("center", "ten_crop")
+MANUAL_FILES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
+
+# Per-channel statistics of ImageNet's [0, 1] RGB training images.
+MEAN_RGB = (0.485, 0.456, 0.406)
+STDDEV_RGB = (0.229, 0.224, 0.225)
+# Principal components of the [0, 1] RGB pixel covariance of ImageNet: eigenvalues, and
+# eigenvectors as the COLUMNS of PCA_EIGVEC (the values fb.resnet.torch published).
+PCA_EIGVAL = (0.2175, 0.0188, 0.0045)
+PCA_EIGVEC = (
+    (-0.5675, 0.7192, 0.4009),
+    (-0.5808, -0.0045, -0.8140),
+    (-0.5836, -0.6948, 0.4203),
+)
+
+_DEFAULT_SCALE_RANGE = {"vgg": (256, 512), "resnet": (256, 480)}
+_EVAL_CROP_FRACTION = 0.875  # 224 / 256
+_SHUFFLE_FILES, _SHUFFLE_EXAMPLES = 0, 1  # purposes of the derived seeds
+
+
+def default_config(
+    dataset: str = "imagenet2012", augment: str = "resnet"
+) -> ml_collections.ConfigDict:
+    """The `dataset`, `augment` and `eval` sections this module reads, with their defaults."""
+    config = ml_collections.ConfigDict()
+    config.dataset = ml_collections.ConfigDict(
+        dict(
+            name=dataset,
+            tfds_name="",
+            data_dir="",
+            manual_dir="",
+            download=True,
+            shuffle_buffer=10_000,
+        )
+    )
+    config.augment = ml_collections.ConfigDict(
+        dict(
+            name=augment,
+            image_size=227 if augment == "alexnet" else 224,
+            resize=256,
+            scale_range=_DEFAULT_SCALE_RANGE.get(augment, (256, 480)),
+            area_range=(0.08, 1.0),
+            aspect_range=(3 / 4, 4 / 3),
+            pca_noise=0.0 if augment == "inception" else 0.1,
+            flip=True,
+        )
+    )
+    config.eval = ml_collections.ConfigDict(dict(crop="center", resize=0, batch_size=250))
+    return config
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The validated fields of a config that the pipelines use (see the module docstring)."""
+
+    name: str
+    tfds_name: str
+    data_dir: str
+    manual_dir: str
+    download: bool
+    shuffle_buffer: int
+    augment: str
+    image_size: int
+    resize: int
+    scale_range: tuple[int, int]
+    area_range: tuple[float, float]
+    aspect_range: tuple[float, float]
+    pca_noise: float
+    flip: bool
+    eval_crop: str
+    eval_resize: int
+
+
+def settings(config: ml_collections.ConfigDict) -> Settings:
+    """Reads and checks the fields of `config`; absent fields take their defaults."""
+    name = _field(config, "dataset.name", "")
+    if name not in NUM_CLASSES:
+        raise ConfigError(
+            f"Unknown streamed dataset.name {name!r}; known: {', '.join(NUM_CLASSES)}."
+        )
+    augment = _field(config, "augment.name", "resnet")
+    if augment not in AUGMENTATIONS:
+        raise ConfigError(f"Unknown augment.name {augment!r}; known: {', '.join(AUGMENTATIONS)}.")
+    defaults = default_config(name, augment)
+    get = lambda path: _field(config, path, _field(defaults, path, None))
+    image_size = int(get("augment.image_size")) or defaults.augment.image_size
+    resize = int(get("augment.resize"))
+    scale_range = tuple(int(v) for v in get("augment.scale_range"))
+    area_range = tuple(float(v) for v in get("augment.area_range"))
+    aspect_range = tuple(float(v) for v in get("augment.aspect_range"))
+    pca_noise = float(get("augment.pca_noise"))
+    eval_crop = get("eval.crop")
+    # AlexNet tests on the 256x256 image it trains on; the others on image_size / 0.875.
+    eval_resize = int(get("eval.resize")) or (
+        resize if augment == "alexnet" else round(image_size / _EVAL_CROP_FRACTION)
+    )
+    shuffle_buffer = int(get("dataset.shuffle_buffer"))
+
+    if image_size <= 0:
+        raise ConfigError(f"augment.image_size must be positive, got {image_size}.")
+    if augment == "alexnet" and resize < image_size:
+        raise ConfigError(
+            f"augment.resize={resize} must be at least augment.image_size={image_size}."
+        )
+    jitters = augment in ("vgg", "resnet")
+    if jitters and not (len(scale_range) == 2 and image_size <= scale_range[0] <= scale_range[1]):
+        raise ConfigError(
+            f"augment.scale_range must be (low, high) with image_size={image_size} <= low <= high, "
+            f"got {scale_range}."
+        )
+    if not (len(area_range) == 2 and 0 < area_range[0] <= area_range[1] <= 1):
+        raise ConfigError(
+            f"augment.area_range must satisfy 0 < low <= high <= 1, got {area_range}."
+        )
+    if not (len(aspect_range) == 2 and 0 < aspect_range[0] <= aspect_range[1]):
+        raise ConfigError(f"augment.aspect_range must satisfy 0 < low <= high, got {aspect_range}.")
+    if pca_noise < 0:
+        raise ConfigError(f"augment.pca_noise must be >= 0, got {pca_noise}.")
+    if eval_crop not in EVAL_CROPS:
+        raise ConfigError(f"Unknown eval.crop {eval_crop!r}; known: {', '.join(EVAL_CROPS)}.")
+    if eval_resize < image_size:
+        raise ConfigError(
+            f"eval.resize={eval_resize} must be at least augment.image_size={image_size}."
+        )
+    if shuffle_buffer <= 0:
+        raise ConfigError(f"dataset.shuffle_buffer must be positive, got {shuffle_buffer}.")
+    return Settings(
+        name=name,
+        tfds_name=get("dataset.tfds_name") or TFDS_NAMES[name],
+        data_dir=get("dataset.data_dir") or "",
+        manual_dir=get("dataset.manual_dir") or "",
+        download=bool(get("dataset.download")),
+        shuffle_buffer=shuffle_buffer,
+        augment=augment,
+        image_size=image_size,
+        resize=resize,
+        scale_range=scale_range,
+        area_range=area_range,
+        aspect_range=aspect_range,
+        pca_noise=pca_noise,
+        flip=bool(get("augment.flip")),
+        eval_crop=eval_crop,
+        eval_resize=eval_resize,
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# Public entry points
+# ----------------------------------------------------------------------------------------
+
+
+def train_batches(
+    config: ml_collections.ConfigDict,
+    global_batch_size: int,
+    seed: int,
+    start_step: int = 0,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> Iterator[dict[str, np.ndarray]]:
+    """Endless augmented training batches of this process, from step `start_step` on.
+
+    Yields {"images": float32 [B, S, S, 3], "labels": int32 [B]} with B = global_batch_size /
+    process_count. Batch t is the same whether the iterator started at 0 or at start_step <= t.
+    """
+    s = settings(config)
+    local_batch = _local_batch(global_batch_size, process_index, process_count)
+    if start_step < 0:
+        raise ConfigError(f"start_step must be >= 0, got {start_step}.")
+    tfds = _tfds()
+    builder = _open(s)
+    shard = tfds.even_splits("train", n=process_count, drop_remainder=True)[process_index]
+    per_process = _cardinality(builder, shard)
+    steps_per_epoch = per_process // local_batch
+    if steps_per_epoch == 0:
+        raise ConfigError(
+            f"The per-process batch of {local_batch} exceeds the {per_process} training examples "
+            f"of each of the {process_count} process shards of {s.name}."
+        )
+
+    def batches() -> Iterator[dict[str, np.ndarray]]:
+        epoch, skip = divmod(start_step, steps_per_epoch)
+        while True:
+            dataset = _train_epoch(
+                builder, shard, s, seed, epoch, process_index, local_batch, steps_per_epoch, skip
+            )
+            yield from dataset.as_numpy_iterator()
+            epoch, skip = epoch + 1, 0
+
+    return batches()
+
+
+def eval_batches(
+    config: ml_collections.ConfigDict,
+    split: str,
+    batch_size: int,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> Iterator[dict[str, np.ndarray]]:
+    """One pass over this process's part of `split`, in batches of `batch_size` (per process).
+
+    Yields {"images": float32 [B, S, S, 3] ("center") or [B, 10, S, S, 3] ("ten_crop"),
+    "labels": int32 [B], "mask": bool [B]}; padding rows (zeros, mask False) fill the last
+    batch. Every process yields the same number of batches, ceil(ceil(N / process_count) /
+    batch_size), so that multi-process evaluation steps stay in lockstep.
+    """
+    s = settings(config)
+    _check_split(split)
+    _check_process(process_index, process_count)
+    if batch_size <= 0:
+        raise ConfigError(f"The eval batch size must be positive, got {batch_size}.")
+    tf, tfds = _tf(), _tfds()
+    builder = _open(s)
+    total = _cardinality(builder, split)
+    shard_size = total // process_count + int(process_index < total % process_count)
+    num_batches = _ceil_div(_ceil_div(total, process_count), batch_size)
+    shard = tfds.even_splits(split, n=process_count)[process_index]
+    dataset = builder.as_dataset(
+        split=shard, shuffle_files=False, decoders=_skip_decoding(), read_config=_read_config()
+    )
+
+    def preprocess(example):
+        return {
+            "images": eval_preprocess(example["image"], s),
+            "labels": tf.cast(example["label"], tf.int32),
+            "mask": tf.constant(True),
+        }
+
+    dataset = dataset.take(shard_size).map(
+        preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
+    padding = tf.data.Dataset.from_tensors(
+        {
+            "images": tf.zeros(dataset.element_spec["images"].shape, tf.float32),
+            "labels": tf.constant(0, tf.int32),
+            "mask": tf.constant(False),
+        }
+    ).repeat()
+    dataset = dataset.concatenate(padding).take(num_batches * batch_size)
+    dataset = dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(_options())
+    return dataset.as_numpy_iterator()
+
+
+def num_examples(config: ml_collections.ConfigDict, split: str) -> int:
+    """Number of examples in the whole `split` (all processes together)."""
+    s = settings(config)
+    _check_split(split)
+    return _cardinality(_open(s), split)
+
+
+# ----------------------------------------------------------------------------------------
+# Preprocessing: tf ops on one example, usable and tested on their own
+# ----------------------------------------------------------------------------------------
+
+
+def decode(encoded):
+    """JPEG/PNG/GIF/BMP bytes -> uint8 [H, W, 3]; grayscale and CMYK images become RGB."""
+    tf = _tf()
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def resize_shorter_side(image, size):
+    """Bilinear resize so that the shorter side is `size` (a Python or tensor int); float32."""
+    tf = _tf()
+    shape = tf.shape(image)
+    height, width = tf.cast(shape[0], tf.float64), tf.cast(shape[1], tf.float64)
+    size = tf.cast(size, tf.int32)
+    scale = tf.cast(size, tf.float64) / tf.minimum(height, width)
+    new_height = tf.maximum(size, tf.cast(tf.round(height * scale), tf.int32))
+    new_width = tf.maximum(size, tf.cast(tf.round(width * scale), tf.int32))
+    return tf.image.resize(image, tf.stack([new_height, new_width]), method="bilinear")
+
+
+def scale_jitter(image, scale_range: tuple[int, int], seed):
+    """VGG's / ResNet's scale augmentation: shorter side resized to S ~ U{low, ..., high}."""
+    tf = _tf()
+    low, high = scale_range
+    size = tf.random.stateless_uniform([], seed, minval=low, maxval=high + 1, dtype=tf.int32)
+    return resize_shorter_side(image, size)
+
+
+def center_crop(image, size: int):
+    """The central size x size window of an image at least that big."""
+    tf = _tf()
+    shape = tf.shape(image)
+    top, left = (shape[0] - size) // 2, (shape[1] - size) // 2
+    return tf.slice(image, tf.stack([top, left, 0]), [size, size, 3])
+
+
+def random_crop(image, size: int, seed):
+    """A uniformly placed size x size window."""
+    return _tf().image.stateless_random_crop(image, [size, size, 3], seed)
+
+
+def inception_crop(
+    encoded, area_range: tuple[float, float], aspect_range: tuple[float, float], seed
+):
+    """GoogLeNet's random patch of the encoded image, uint8 [h, w, 3], decoded crop-only for JPEGs.
+
+    The patch covers area_range of the image area with aspect ratio (width / height) in
+    aspect_range; if 10 draws find none that fits, the whole image.
+    """
+    tf = _tf()
+
+    def window(shape):
+        begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+            shape,
+            bounding_boxes=tf.zeros([0, 0, 4], tf.float32),
+            seed=seed,
+            min_object_covered=0.0,
+            aspect_ratio_range=aspect_range,
+            area_range=area_range,
+            max_attempts=10,
+            use_image_if_no_bounding_boxes=True,
+        )
+        return begin, size
+
+    def from_jpeg():
+        begin, size = window(tf.io.extract_jpeg_shape(encoded))
+        crop = tf.stack([begin[0], begin[1], size[0], size[1]])
+        return tf.image.decode_and_crop_jpeg(encoded, crop, channels=3)
+
+    def from_other():
+        image = decode(encoded)
+        begin, size = window(tf.shape(image))
+        return tf.slice(image, begin, size)
+
+    image = tf.cond(tf.io.is_jpeg(encoded), from_jpeg, from_other)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def pca_noise(image, stddev: float, seed):
+    """AlexNet's colour augmentation on a [0, 1] RGB image: one RGB shift for the whole image,
+    PCA_EIGVEC @ (alpha * PCA_EIGVAL) with alpha ~ N(0, stddev^2) per component."""
+    tf = _tf()
+    alpha = tf.random.stateless_normal([3], seed, stddev=stddev)
+    eigvec, eigval = tf.constant(PCA_EIGVEC, tf.float32), tf.constant(PCA_EIGVAL, tf.float32)
+    shift = tf.linalg.matvec(eigvec, alpha * eigval)
+    return image + shift
+
+
+def normalize(image):
+    """[0, 1] RGB -> per-channel standardized with ImageNet's mean and standard deviation."""
+    tf = _tf()
+    return (image - tf.constant(MEAN_RGB, tf.float32)) / tf.constant(STDDEV_RGB, tf.float32)
+
+
+def ten_crop(image, size: int):
+    """AlexNet's test views: the 4 corner and the centre size-crops of a square image, then
+    their mirror images: [10, size, size, 3]."""
+    tf = _tf()
+    edge = tf.shape(image)[0] - size
+    middle = edge // 2
+    corners = [(0, 0), (0, edge), (edge, 0), (edge, edge), (middle, middle)]
+    crops = tf.stack(
+        [tf.slice(image, tf.stack([top, left, 0]), [size, size, 3]) for top, left in corners]
+    )
+    return tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)
+
+
+def train_preprocess(encoded, s: Settings, seed):
+    """Encoded image -> augmented, normalized float32 [S, S, 3]; all draws from `seed` ([2])."""
+    tf = _tf()
+    seeds = tf.random.experimental.stateless_split(seed, 4)
+    scale_seed, crop_seed, flip_seed, color_seed = tf.unstack(seeds)
+    size = s.image_size
+    if s.augment == "inception":
+        image = inception_crop(encoded, s.area_range, s.aspect_range, crop_seed)
+        image = tf.image.resize(image, [size, size], method="bilinear")
+    else:
+        image = decode(encoded)
+        if s.augment == "alexnet":
+            image = center_crop(resize_shorter_side(image, s.resize), s.resize)
+        else:
+            image = scale_jitter(image, s.scale_range, scale_seed)
+        image = random_crop(image, size, crop_seed)
+    image = tf.cast(image, tf.float32) / 255.0
+    if s.flip:
+        image = tf.image.stateless_random_flip_left_right(image, flip_seed)
+    if s.pca_noise > 0:
+        image = pca_noise(image, s.pca_noise, color_seed)
+    return tf.ensure_shape(normalize(image), [size, size, 3])
+
+
+def eval_preprocess(encoded, s: Settings):
+    """Encoded image -> normalized float32 [S, S, 3] ("center") or [10, S, S, 3] ("ten_crop")."""
+    tf = _tf()
+    image = resize_shorter_side(decode(encoded), s.eval_resize) / 255.0
+    if s.eval_crop == "center":
+        view = normalize(center_crop(image, s.image_size))
+        return tf.ensure_shape(view, [s.image_size, s.image_size, 3])
+    views = ten_crop(center_crop(image, s.eval_resize), s.image_size)
+    return tf.ensure_shape(normalize(views), [10, s.image_size, s.image_size, 3])
+
+
+# ----------------------------------------------------------------------------------------
+# tfds plumbing
+# ----------------------------------------------------------------------------------------
+
+
+def _train_epoch(
+    builder, shard, s: Settings, seed, epoch, process_index, local_batch, steps_per_epoch, skip
+):
+    """Epoch `epoch` of this process's shard, from its batch `skip` on."""
+    tf = _tf()
+    read_config = _read_config(shuffle_seed=_derive(seed, epoch, process_index, _SHUFFLE_FILES))
+    dataset = builder.as_dataset(
+        split=shard, shuffle_files=True, decoders=_skip_decoding(), read_config=read_config
+    )
+    dataset = dataset.map(lambda example: (example["image"], example["label"]))  # drop the rest
+    dataset = dataset.shuffle(
+        s.shuffle_buffer,
+        seed=_derive(seed, epoch, process_index, _SHUFFLE_EXAMPLES),
+        reshuffle_each_iteration=False,
+    )
+    # Position in the epoch -> the example's augmentation seed; skipped records are never decoded.
+    dataset = dataset.take(steps_per_epoch * local_batch).enumerate().skip(skip * local_batch)
+    epoch_key = tf.constant(_derive_pair(seed, epoch, process_index), tf.int64)
+
+    def preprocess(index, example):
+        image, label = example
+        example_seed = tf.random.experimental.stateless_fold_in(epoch_key, index)
+        images = train_preprocess(image, s, example_seed)
+        return {"images": images, "labels": tf.cast(label, tf.int32)}
+
+    dataset = dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.batch(local_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    return dataset.with_options(_options())
+
+
+def _open(s: Settings):
+    """The tfds builder of `s`, prepared (downloaded or built from the manual files) if allowed."""
+    tfds = _tfds()
+    try:
+        builder = tfds.builder(s.tfds_name, data_dir=s.data_dir or None)
+    except Exception as e:  # DatasetNotFoundError, unknown config names, ...
+        raise ConfigError(
+            f"dataset.tfds_name {s.tfds_name!r} is not a tfds data set: {e}"
+        ) from None
+    try:
+        builder.as_dataset(split=SPLITS[0], shuffle_files=False, decoders=_skip_decoding())
+        return builder
+    except AssertionError:  # tfds's way of saying the data set is not prepared.
+        pass
+    where = builder.data_dir_root
+    download_config = None
+    if s.name == "imagenet2012":
+        manual_dir = s.manual_dir or os.path.join(where, "downloads", "manual")
+        exists = _tf().io.gfile.exists
+        if not all(exists(os.path.join(manual_dir, f)) for f in MANUAL_FILES):
+            raise DataError(
+                f"imagenet2012 is not prepared in tfds data_dir {where} and needs the manual "
+                f"download: "
+                f"put {' and '.join(MANUAL_FILES)} (from https://image-net.org) in {manual_dir} "
+                f"or point --config.dataset.manual_dir at the folder that holds them."
+            )
+        download_config = tfds.download.DownloadConfig(manual_dir=manual_dir)
+    if not s.download:
+        raise DataError(
+            f"{s.name} is not prepared in tfds data_dir {where}; prepare it with "
+            f"`tfds build {s.tfds_name} --data_dir={where}` or set dataset.download=True."
+        )
+    if download_config is None:
+        tfds_source.check_download_hosts(
+            s.name, builder, where, f"run `tfds build {s.tfds_name} --data_dir=DIR` where there "
+            "is a network, copy DIR here and pass --config.dataset.data_dir=DIR",
+        )
+    try:
+        builder.download_and_prepare(download_config=download_config)
+    except Exception as e:  # Network, disk, checksum and archive failures all end here.
+        raise DataError(f"tfds could not prepare {s.name} in {where}: {e}") from None
+    return builder
+
+
+def _cardinality(builder, split) -> int:
+    """Number of examples of `split` (a name or a tfds sub-split) without reading them."""
+    dataset = builder.as_dataset(
+        split=split, shuffle_files=False, decoders=_skip_decoding(), read_config=_read_config()
+    )
+    count = int(dataset.cardinality())
+    if count < 0:  # unknown to tf.data; tfds's metadata knows
+        count = builder.info.splits[split].num_examples
+    return count
+
+
+def _read_config(shuffle_seed: int | None = None):
+    return _tfds().ReadConfig(shuffle_seed=shuffle_seed, try_autocache=False, options=_options())
+
+
+def _options():
+    tf = _tf()
+    options = tf.data.Options()
+    options.deterministic = True
+    options.threading.max_intra_op_parallelism = 1  # parallel examples, not parallel ops
+    options.experimental_optimization.map_parallelization = True
+    return options
+
+
+def _skip_decoding() -> dict[str, Any]:
+    return {"image": _tfds().decode.SkipDecoding()}
+
+
+def _derive(seed: int, *values: int) -> int:
+    """A 63-bit seed that depends on `seed` and every value, the same on every platform."""
+    words = np.random.SeedSequence([seed % 2**64, *values]).generate_state(2, np.uint32)
+    return int(words[0]) << 31 | int(words[1]) >> 1
+
+
+def _derive_pair(seed: int, *values: int) -> list[int]:
+    """A [2]-int64 key for tf's stateless random ops."""
+    return [_derive(seed, *values, 2), _derive(seed, *values, 3)]
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ConfigError(f"Unknown split {split!r}; known: {', '.join(SPLITS)}.")
+
+
+def _check_process(process_index: int, process_count: int) -> None:
+    if process_count <= 0 or not 0 <= process_index < process_count:
+        raise ConfigError(
+            f"process_index={process_index} is not in [0, process_count={process_count})."
+        )
+
+
+def _local_batch(global_batch_size: int, process_index: int, process_count: int) -> int:
+    _check_process(process_index, process_count)
+    if global_batch_size <= 0 or global_batch_size % process_count:
+        raise ConfigError(
+            f"The global batch size {global_batch_size} must be a positive multiple of the "
+            f"{process_count} processes."
+        )
+    return global_batch_size // process_count
+
+
+def _field(config: ml_collections.ConfigDict, path: str, default: Any) -> Any:
+    """config[path] for a dotted path, or `default` where a section or field is absent or None."""
+    node = config
+    for key in path.split("."):
+        if node is None or not hasattr(node, "keys") or key not in node:
+            return default
+        node = node[key]
+    return default if node is None else node
+
+
+_TF = None
+
+
+def _tf():
+    """TensorFlow, imported late (it is slow to load) and kept off the accelerators."""
+    global _TF
+    if _TF is None:
+        import tensorflow as tf
+
+        try:  # tf.data only needs the CPU; leave GPU memory to JAX.
+            tf.config.set_visible_devices([], "GPU")
+        except RuntimeError:  # already initialized by someone else: leave it
+            pass
+        _TF = tf
+    return _TF
+
+
+def _tfds():
+    _tf()
+    import tensorflow_datasets as tfds
+
+    return tfds
