@@ -69,7 +69,7 @@ def measure(
         config.augment.crop_padding = 0  # ImageNet-size nets: no CIFAR padding
     data = in_memory.put_train(split, mesh)
     optimizer = optim.direction(config)
-    state = state_lib.create(model, optimizer, config, np.zeros(shape, np.float32), mesh)
+    state = state_lib.stack([state_lib.create(model, optimizer, config, np.zeros(shape, np.float32), mesh)])
     train_steps = steps_lib.make_train_steps(model, optimizer, config, mesh)
 
     compile_s = train_steps.compile(state, data)

@@ -7,6 +7,7 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+ROOT = pathlib.Path(__file__).parent.parent
 FASHION_MNIST = pathlib.Path("/usr/share/datasets/fashion-mnist")
 
 

@@ -62,6 +62,14 @@ class Shortcut(nn.Module):
         return jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, self.filters - x.shape[-1])))
 
 
+def add_shortcut(block: nn.Module, branch: jnp.ndarray, shortcut: jnp.ndarray) -> jnp.ndarray:
+    """F(x) + x. Sows ||F(x)|| / ||x|| into the `diagnostics` collection when it is mutable: how
+    much the residual function changes the signal (section 4.2, Figure 7)."""
+    norm = lambda a: jnp.sqrt(jnp.sum(jnp.square(a.astype(jnp.float32))))
+    block.sow("diagnostics", "residual_ratio", norm(branch) / (norm(shortcut) + 1e-12))
+    return branch + shortcut
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions with BN; the shortcut (if residual) joins before the last ReLU."""
 
@@ -79,7 +87,7 @@ class BasicBlock(nn.Module):
         y = self.conv(self.filters, (3, 3))(y)
         y = self.norm()(y)
         if self.residual:
-            y = y + Shortcut(self.filters, self.strides, self.shortcut, self.conv, self.norm)(x)
+            y = add_shortcut(self, y, Shortcut(self.filters, self.strides, self.shortcut, self.conv, self.norm)(x))
         return nn.relu(y)
 
 
@@ -148,7 +156,7 @@ class CifarResNet(nn.Module):
                 repeated = nn.remat(RepeatedBlock) if self.remat else RepeatedBlock
                 blocks = nn.scan(
                     repeated,
-                    variable_axes={"params": 0, "batch_stats": 0},
+                    variable_axes={"params": 0, "batch_stats": 0, "diagnostics": 0},
                     split_rngs={"params": True},
                     length=n - 1,
                 )

@@ -38,7 +38,7 @@ import jax.numpy as jnp
 
 from cnn_jax.errors import ConfigError
 from cnn_jax.models import layers
-from cnn_jax.models.cifar_resnet import SHORTCUT_OPTIONS, BasicBlock, Shortcut
+from cnn_jax.models.cifar_resnet import SHORTCUT_OPTIONS, BasicBlock, Shortcut, add_shortcut
 
 # Table 1: blocks in conv2_x..conv5_x and the block type, per depth.
 STAGE_BLOCKS = {
@@ -89,7 +89,7 @@ class Bottleneck(nn.Module):
         out = self.filters * BOTTLENECK_EXPANSION
         y = self.norm()(self.conv(out, (1, 1))(y))
         if self.residual:
-            y = y + Shortcut(out, self.strides, self.shortcut, self.conv, self.norm)(x)
+            y = add_shortcut(self, y, Shortcut(out, self.strides, self.shortcut, self.conv, self.norm)(x))
         return nn.relu(y)
 
 

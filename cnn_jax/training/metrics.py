@@ -18,32 +18,36 @@ log = logging.getLogger(__name__)
 
 
 class MetricWriter:
-    """Writes `{"step", "split", "loss", "error", ...}` rows to metrics.jsonl and TensorBoard.
+    """Writes `{"step", "split", "loss", "error", ...}` rows to metrics.jsonl (rows of split
+    "diagnostics", gradient norms and the like, to diagnostics.jsonl) and TensorBoard.
 
     Resuming from a checkpoint at step `resume_step` drops the rows written after it, so the
-    file always describes the run that the checkpoints continue. The file is rewritten whole
-    at each write (it stays small), which works on object stores without appends (gs://).
+    files always describe the run that the checkpoints continue. A file is rewritten whole
+    at each write (they stay small), which works on object stores without appends (gs://).
     """
+
+    FILES = {"diagnostics": "diagnostics.jsonl"}  # by split; the others go to metrics.jsonl
 
     def __init__(self, workdir: epath.PathLike, resume_step: int = 0):
         self.enabled = jax.process_index() == 0
-        self.path = epath.Path(workdir) / "metrics.jsonl"
+        self.workdir = epath.Path(workdir)
         if not self.enabled:
             return
         from tensorboardX import SummaryWriter  # Imported here: only process 0 needs it.
 
-        self._lines = [
-            line
-            for line in (self.path.read_text().splitlines() if self.path.exists() else [])
-            if line.strip() and json.loads(line)["step"] <= resume_step
-        ]
+        self._lines = {}
+        for name in {"metrics.jsonl", *self.FILES.values()}:
+            path = self.workdir / name
+            rows = path.read_text().splitlines() if path.exists() else []
+            self._lines[name] = [r for r in rows if r.strip() and json.loads(r)["step"] <= resume_step]
         self._tensorboard = SummaryWriter(str(workdir), purge_step=resume_step or None)
 
     def write(self, step: int, split: str, **values: Any) -> None:
         if not self.enabled:
             return
-        self._lines.append(json.dumps({"step": step, "split": split, **values}))
-        self.path.write_text("".join(line + "\n" for line in self._lines))
+        filename = self.FILES.get(split, "metrics.jsonl")
+        self._lines[filename].append(json.dumps({"step": step, "split": split, **values}))
+        (self.workdir / filename).write_text("".join(line + "\n" for line in self._lines[filename]))
         for name, value in values.items():
             if isinstance(value, (int, float)) and math.isfinite(value):
                 self._tensorboard.add_scalar(f"{split}/{name}", value, step)
@@ -53,9 +57,11 @@ class MetricWriter:
             self._tensorboard.close()
 
 
-def read_metrics(workdir: epath.PathLike) -> list[dict[str, Any]]:
-    """The rows of a workdir's metrics.jsonl."""
-    path = epath.Path(workdir) / "metrics.jsonl"
+def read_metrics(workdir: epath.PathLike, filename: str = "metrics.jsonl") -> list[dict[str, Any]]:
+    """The rows of a workdir's metrics.jsonl (or diagnostics.jsonl); none if it is missing."""
+    path = epath.Path(workdir) / filename
+    if not path.exists():
+        return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 

@@ -51,16 +51,23 @@ def mean_shape(config: ml_collections.ConfigDict) -> tuple[int, ...]:
     return (1, 1, 3) if is_streaming(config.dataset.name) else input_shape(config)
 
 
-def create(config: ml_collections.ConfigDict, model: nn.Module, optimizer: optax.GradientTransformation, mesh: Mesh):
-    """The pipeline of `config.dataset`: InMemory or Streaming."""
+def create(
+    config: ml_collections.ConfigDict,
+    model: nn.Module,
+    optimizer: optax.GradientTransformation,
+    mesh: Mesh,
+    replicas: int = 1,
+):
+    """The pipeline of `config.dataset` (InMemory or Streaming), training `replicas` seeds of
+    the net at once (the state has a leading replica axis)."""
     kind = Streaming if is_streaming(config.dataset.name) else InMemory
-    return kind(config, model, optimizer, mesh)
+    return kind(config, model, optimizer, mesh, replicas)
 
 
 class InMemory:
     """CIFAR-sized sets on the devices; the whole step, data included, is compiled."""
 
-    def __init__(self, config, model, optimizer, mesh):
+    def __init__(self, config, model, optimizer, mesh, replicas):
         splits = datasets.load(config.dataset)
         if config.train.batch_size > len(splits["train"]):
             raise ConfigError(
@@ -75,8 +82,14 @@ class InMemory:
             for name in ("val", "test")
             if name in splits
         }
-        self._train_steps = steps.make_train_steps(model, optimizer, config, mesh)
-        self._evaluate = steps.make_evaluate(model, mesh)
+        self._train_steps = steps.make_train_steps(model, optimizer, config, mesh, replicas)
+        self._evaluate = steps.make_evaluate(model, mesh, replicas)
+        self._diagnostics = steps.make_diagnostics(model, mesh, replicas)
+        # A fixed batch of unaugmented training images for the diagnostics.
+        probe = splits["train"].take(slice(0, config.train.batch_size))
+        normalized = (probe.images.astype(np.float32) / 255.0 - self.pixel_mean).astype(np.float32)
+        self._probe = (sharding.global_array(normalized, sharding.sharded(mesh)),
+                       sharding.global_array(probe.labels, sharding.sharded(mesh)))
 
     def compile(self, state: TrainState) -> float:
         return self._train_steps.compile(state, self._train)
@@ -87,20 +100,23 @@ class InMemory:
     def evaluate(self, state: TrainState) -> dict[str, steps.Metrics]:
         return {name: self._evaluate(state, split) for name, split in self._eval.items()}
 
+    def diagnostics(self, state: TrainState) -> steps.Metrics:
+        return self._diagnostics(state, *self._probe)
+
 
 class Streaming:
     """Large sets read by tf.data on the host; each process feeds its part of every batch."""
 
-    def __init__(self, config, model, optimizer, mesh):
+    def __init__(self, config, model, optimizer, mesh, replicas):
         from cnn_jax.data import imagenet
 
         self._imagenet = imagenet
         self._config, self._mesh = config, mesh
         self.pixel_mean = np.zeros(mean_shape(config), np.float32)
         self.input_shape = input_shape(config)
-        self._jitted_step = steps.make_stream_step(model, optimizer, config, mesh)
+        self._jitted_step = steps.make_stream_step(model, optimizer, config, mesh, replicas)
         self._step = self._jitted_step
-        self._evaluate_batch = steps.make_evaluate_batch(model, mesh)
+        self._evaluate_batch = steps.make_evaluate_batch(model, mesh, replicas)
         self._batches: Iterator[dict[str, jax.Array]] | None = None
         self._next_step = None
 
@@ -115,7 +131,7 @@ class Streaming:
         return time.perf_counter() - start
 
     def train(self, state: TrainState, num_steps: int) -> tuple[TrainState, steps.Metrics]:
-        step = int(state.step)
+        step = int(state.step[0])
         if self._batches is None or self._next_step != step:
             self._batches = self._device_batches(step)
         sums = steps.zero_sums() | {"lr": np.float32(0)}
@@ -148,6 +164,9 @@ class Streaming:
             batch_sums = self._evaluate_batch(state, arrays["images"], arrays["labels"], arrays["mask"])
             sums = batch_sums if sums is None else jax.tree.map(lambda a, b: a + b, sums, batch_sums)
         return {"val": sums}
+
+    def diagnostics(self, state: TrainState) -> steps.Metrics:
+        return {}  # measured on the in-memory sets only
 
     def _device_batches(self, start_step: int) -> Iterator[dict[str, jax.Array]]:
         host = self._imagenet.train_batches(

@@ -16,6 +16,7 @@ from cnn_jax.training import sharding
 @flax.struct.dataclass
 class TrainState:
     step: jax.Array  # int32 scalar: iterations done
+    seed: jax.Array  # int32 scalar: the run's seed; every random stream derives from it
     params: Any
     batch_stats: Any  # BatchNorm running statistics ({} for nets without BN)
     opt_state: optax.OptState
@@ -46,6 +47,7 @@ def create(
         params = variables["params"]
         return TrainState(
             step=jnp.zeros((), jnp.int32),
+            seed=jnp.asarray(config.seed, jnp.int32),
             params=params,
             batch_stats=variables.get("batch_stats", {}),
             opt_state=optimizer.init(params),
@@ -69,6 +71,17 @@ def abstract(
     shapes = jax.eval_shape(lambda m: create(model, optimizer, config, m, mesh, input_shape), mean)
     replicated = sharding.replicated(mesh)
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), shapes)
+
+
+def stack(states: list[TrainState]) -> TrainState:
+    """Replicas (seeds) of one net as one state with a leading replica axis."""
+    return jax.tree.map(lambda *x: jnp.stack(x), *states)
+
+
+def unstack(state: TrainState) -> list[TrainState]:
+    """The inverse of `stack`."""
+    replicas = state.step.shape[0]
+    return [jax.tree.map(lambda x: x[i], state) for i in range(replicas)]
 
 
 def num_params(params: Any) -> int:

@@ -6,6 +6,7 @@ from the data key and the epoch, the crops and flips from the augmentation key a
 """
 
 import functools
+import re
 import time
 from typing import Any, Callable
 
@@ -31,7 +32,7 @@ def zero_sums() -> Metrics:
     return {"loss": jnp.zeros(()), "errors": jnp.zeros((), jnp.int32), "count": jnp.zeros((), jnp.int32)}
 
 
-def stream_keys(seed: int) -> dict[str, jax.Array]:
+def stream_keys(seed: int | jax.Array) -> dict[str, jax.Array]:
     """Independent random streams derived from the seed (0 is the initialization's)."""
     root = jax.random.key(seed)
     return {name: jax.random.fold_in(root, i) for i, name in enumerate(("data", "augment", "dropout"), 1)}
@@ -71,14 +72,29 @@ def apply_in_groups(
     }
 
 
+def per_replica(fn: Callable, replicas: int) -> Callable:
+    """`fn(state, *shared)` for a state with a leading replica axis (seeds of one net).
+
+    Several replicas are vmapped: one compiled program trains them all, which fills a large
+    accelerator with a small net. A single replica is squeezed and expanded around `fn`
+    (free reshapes in the compiled program), so a single run compiles to the plain program.
+    """
+    if replicas > 1:
+        return lambda state, *shared: jax.vmap(lambda one: fn(one, *shared))(state)
+    squeeze = lambda tree: jax.tree.map(lambda x: x[0], tree)
+    expand = lambda tree: jax.tree.map(lambda x: x[None], tree)
+    return lambda state, *shared: expand(fn(squeeze(state), *shared))
+
+
 class TrainSteps:
     """`train_steps(state, data, num_steps) -> (state, metric sums)`: many iterations per call.
 
     The iterations run in one compiled `lax.fori_loop` over the on-device data, so small nets
     are not bound by Python dispatch (and on CPUs the loop is faster than separate calls).
+    `state` and the sums have a leading replica axis (see `per_replica`).
     """
 
-    def __init__(self, step_fn: Callable, mesh: Mesh):
+    def __init__(self, step_fn: Callable, mesh: Mesh, replicas: int = 1):
         replicated = sharding.replicated(mesh)
 
         def many_steps(state, data, num_steps):
@@ -89,7 +105,7 @@ class TrainSteps:
 
             return jax.lax.fori_loop(0, num_steps, body, (state, zero_sums() | {"lr": jnp.zeros(())}))
 
-        jit = lambda fn: jax.jit(fn, out_shardings=(replicated, replicated), donate_argnums=0)
+        jit = lambda fn: jax.jit(per_replica(fn, replicas), out_shardings=(replicated, replicated), donate_argnums=0)
         self._one_step = jit(step_fn)
         self._many_steps = jit(many_steps)
         self._compiled = None
@@ -135,11 +151,10 @@ def make_update(
         raise ConfigError(
             f"model.bn_group_size={bn_group_size} does not divide train.batch_size={batch_size}."
         )
-    dropout_stream = stream_keys(config.seed)["dropout"]
 
     def loss_fn(params, state: TrainState, images, labels):
         variables = {"params": params, "batch_stats": state.batch_stats}
-        dropout_key = jax.random.fold_in(dropout_stream, state.step)
+        dropout_key = jax.random.fold_in(stream_keys(state.seed)["dropout"], state.step)
         logits, updates = apply_in_groups(model, variables, images, dropout_key, bn_group_size)
         loss = cross_entropy(logits, labels).mean()
         aux_logits = jax.tree.leaves(updates.get("aux", {}))
@@ -176,13 +191,14 @@ def make_train_steps(
     optimizer: optax.GradientTransformation,
     config: ml_collections.ConfigDict,
     mesh: Mesh,
+    replicas: int = 1,
 ) -> TrainSteps:
     """The train step on in-memory data (batch drawn and augmented on the device), run many
     iterations per call."""
     update = make_update(model, optimizer, config, mesh)
-    keys = stream_keys(config.seed)
 
     def train_step(state: TrainState, data: TrainSplit) -> tuple[TrainState, Metrics]:
+        keys = stream_keys(state.seed)
         images, labels = data.batch(keys["data"], state.step, config.train.batch_size)
         images = augment.train_view(
             jax.random.fold_in(keys["augment"], state.step),
@@ -193,7 +209,7 @@ def make_train_steps(
         )
         return update(state, images, labels)
 
-    return TrainSteps(train_step, mesh)
+    return TrainSteps(train_step, mesh, replicas)
 
 
 def make_stream_step(
@@ -201,10 +217,11 @@ def make_stream_step(
     optimizer: optax.GradientTransformation,
     config: ml_collections.ConfigDict,
     mesh: Mesh,
+    replicas: int = 1,
 ) -> Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, Metrics]]:
     """The compiled train step on a batch prepared by the host (streaming data sets)."""
     replicated = sharding.replicated(mesh)
-    update = make_update(model, optimizer, config, mesh)
+    update = per_replica(make_update(model, optimizer, config, mesh), replicas)
     return jax.jit(update, out_shardings=(replicated, replicated), donate_argnums=0)
 
 
@@ -231,7 +248,7 @@ def batch_sums(model: nn.Module, state: TrainState, images, labels, mask) -> Met
     }
 
 
-def make_evaluate(model: nn.Module, mesh: Mesh) -> Callable[[Any, EvalSplit], Metrics]:
+def make_evaluate(model: nn.Module, mesh: Mesh, replicas: int = 1) -> Callable[[Any, EvalSplit], Metrics]:
     """Returns the compiled `evaluate(state, split) -> metric sums` over a whole in-memory split."""
 
     def evaluate(state: TrainState, split: EvalSplit) -> Metrics:
@@ -244,13 +261,45 @@ def make_evaluate(model: nn.Module, mesh: Mesh) -> Callable[[Any, EvalSplit], Me
         sums, _ = jax.lax.scan(add_batch, zeros, (split.images, split.labels, split.mask))
         return sums
 
+    return jax.jit(per_replica(evaluate, replicas), out_shardings=sharding.replicated(mesh))
+
+
+def make_evaluate_batch(model: nn.Module, mesh: Mesh, replicas: int = 1) -> Callable[..., Metrics]:
+    """Returns the compiled `evaluate_batch(state, images, labels, mask) -> metric sums` for
+    batches prepared by the host."""
+    evaluate = per_replica(functools.partial(batch_sums, model), replicas)
     return jax.jit(evaluate, out_shardings=sharding.replicated(mesh))
 
 
-def make_evaluate_batch(model: nn.Module, mesh: Mesh) -> Callable[..., Metrics]:
-    """Returns the compiled `evaluate_batch(state, images, labels, mask) -> metric sums` for
-    batches prepared by the host."""
-    return jax.jit(functools.partial(batch_sums, model), out_shardings=sharding.replicated(mesh))
+def make_diagnostics(model: nn.Module, mesh: Mesh, replicas: int = 1) -> Callable[..., Metrics]:
+    """Returns the compiled `diagnostics(state, images, labels)`: on one batch, the gradient
+    norm of each stage's parameters and, in residual nets, the mean ||F(x)|| / ||x|| of each
+    stage's blocks. They tell vanishing gradients (small early-stage norms) from the
+    optimisation difficulty that He et al. 2015 argue degrades plain nets."""
+
+    def diagnostics(state: TrainState, images, labels) -> Metrics:
+        def loss_fn(params):
+            variables = {"params": params, "batch_stats": state.batch_stats}
+            logits, updates = model.apply(variables, images, train=True, mutable=["batch_stats", "diagnostics"])
+            return cross_entropy(logits, labels).mean(), updates.get("diagnostics", {})
+
+        grads, sown = jax.grad(loss_fn, has_aux=True)(state.params)
+        out = {f"grad_norm/{stage}": optax.tree.norm(tree) for stage, tree in _by_stage(grads).items()}
+        for stage, tree in _by_stage(sown).items():
+            out[f"residual_ratio/{stage}"] = jnp.mean(jnp.concatenate([jnp.ravel(x) for x in jax.tree.leaves(tree)]))
+        return out
+
+    return jax.jit(per_replica(diagnostics, replicas), out_shardings=sharding.replicated(mesh))
+
+
+def _by_stage(tree: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Top-level entries grouped by stage: "stage2_block3", "stage2_blocks" -> "stage2";
+    "stem_conv", "stem_bn" -> "stem"; other names stay as they are."""
+    groups: dict[str, dict[str, Any]] = {}
+    for name, value in tree.items():
+        stage = re.sub(r"^(stem|stage\d+)_.*$", r"\1", name)
+        groups.setdefault(stage, {})[name] = value
+    return groups
 
 
 def summarize(sums: Metrics) -> dict[str, float]:

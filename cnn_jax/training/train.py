@@ -3,9 +3,12 @@
 It trains in calls of many steps, each ending at the next log, eval or checkpoint boundary,
 so metrics and checkpoints are exact at those steps. Running it again on the same workdir
 resumes from the latest checkpoint; on a finished run it returns the saved summary.
+`train_replicas` trains several seeds of one net in one compiled program, each with its own
+workdir, exactly as if each had been trained alone (up to float rounding).
 """
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -16,10 +19,11 @@ from typing import Any, Callable, Iterator
 
 import jax
 import ml_collections
+import numpy as np
 from etils import epath
 
 from cnn_jax import models
-from cnn_jax.errors import DivergedError, Interrupted
+from cnn_jax.errors import ConfigError, DivergedError, Interrupted
 from cnn_jax.training import checkpoint, metrics, optim, pipelines, sharding, state as state_lib, steps
 
 log = logging.getLogger(__name__)
@@ -31,10 +35,44 @@ CONFIG = "config.json"
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLike) -> dict[str, Any]:
     """Trains `config` in `workdir` (a local path or gs://...), resuming if it holds
     checkpoints, and returns the summary."""
-    workdir = epath.Path(workdir)
-    ckpts = checkpoint.Checkpoints(workdir / "checkpoints", keep=config.checkpoint.keep)
-    if (ckpts.latest_step() or 0) >= config.train.steps and (workdir / SUMMARY).exists():
-        return json.loads((workdir / SUMMARY).read_text()) | {"already_finished": True}
+    return train_replicas([config], [workdir])[0]
+
+
+@dataclasses.dataclass(eq=False)
+class _Run:
+    """One replica's files: its config, workdir, checkpoints and metric writer."""
+
+    config: ml_collections.ConfigDict
+    workdir: epath.Path
+    ckpts: checkpoint.Checkpoints
+    writer: metrics.MetricWriter | None = None
+    latest: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        done = (self.ckpts.latest_step() or 0) >= self.config.train.steps
+        return done and (self.workdir / SUMMARY).exists()
+
+    def summary(self) -> dict[str, Any]:
+        return json.loads((self.workdir / SUMMARY).read_text())
+
+
+def train_replicas(
+    configs: list[ml_collections.ConfigDict], workdirs: list[epath.PathLike]
+) -> list[dict[str, Any]]:
+    """Trains configs that differ only in `seed` together, one workdir each; returns the
+    summaries. A finished run is skipped; the others resume from their latest checkpoints."""
+    runs = [_Run(c, epath.Path(w), checkpoint.Checkpoints(epath.Path(w) / "checkpoints", c.checkpoint.keep))
+            for c, w in zip(configs, workdirs)]
+    _check_same_but_seed(configs)
+    todo = [run for run in runs if not run.finished]
+    if todo:
+        _train(todo)
+    return [run.summary() | ({} if run in todo else {"already_finished": True}) for run in runs]
+
+
+def _train(runs: list[_Run]) -> None:
+    config = runs[0].config
 
     # ----- Model and optimizer: config errors surface before any data is read ---------------
     model = models.from_config(config.model, pipelines.num_classes(config.dataset.name))
@@ -43,24 +81,33 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
     sharding.check_divisible("train.batch_size", config.train.batch_size, mesh)
     sharding.check_divisible("eval.batch_size", config.eval.batch_size, mesh)
 
-    # ----- Data and compiled steps; the train state, fresh or from the latest checkpoint ----
-    pipeline = pipelines.create(config, model, optimizer, mesh)
-    state = state_lib.create(model, optimizer, config, pipeline.pixel_mean, mesh, pipeline.input_shape)
-    if ckpts.latest_step() is not None:
-        state = ckpts.restore(state)
-        log.info("Resuming %s from step %d.", workdir, int(state.step))
-    _write_config(config, workdir)
+    # ----- Data and compiled steps; each state fresh or from its latest checkpoint ---------
+    pipeline = pipelines.create(config, model, optimizer, mesh, replicas=len(runs))
+    states = []
+    for run in runs:
+        state = state_lib.create(model, optimizer, run.config, pipeline.pixel_mean, mesh, pipeline.input_shape)
+        if run.ckpts.latest_step() is not None:
+            state = run.ckpts.restore(state)
+            log.info("Resuming %s from step %d.", run.workdir, int(state.step))
+        states.append(state)
+        _write_config(run.config, run.workdir)
+    if len({int(s.step) for s in states}) > 1:
+        raise ConfigError(
+            "Replicas trained together must resume from the same step; train "
+            + ", ".join(str(r.workdir) for r in runs) + " one after another instead."
+        )
+    state = state_lib.stack(states)
     compile_s = pipeline.compile(state)
     if compile_s:
         log.info("Compiled the train step of %s in %.1f s.", config.model.name, compile_s)
 
     # ----- Training loop ------------------------------------------------------------------
-    start_step, total_steps = int(state.step), config.train.steps
-    writer = metrics.MetricWriter(workdir, resume_step=start_step)
-    progress = metrics.Progress(start_step, total_steps)
-    latest: dict[str, dict[str, float]] = {}
-    window, window_steps, window_seconds = steps.zero_sums(), 0, 0.0
-    step = start_step
+    step, total_steps = int(states[0].step), config.train.steps
+    del states
+    for run in runs:
+        run.writer = metrics.MetricWriter(run.workdir, resume_step=step)
+    progress = metrics.Progress(step, total_steps)
+    window, window_steps, window_seconds = None, 0, 0.0
     try:
         with _stop_requested_on_signal() as stop_requested:
             while step < total_steps:
@@ -68,63 +115,94 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
                 state, sums = pipeline.train(state, _steps_to_boundary(step, config))
                 sums = jax.device_get(sums)
                 window_seconds += time.perf_counter() - tick
-                num_steps, step = int(state.step) - step, int(state.step)
+                num_steps, step = int(state.step[0]) - step, int(state.step[0])
                 window_steps += num_steps
-                window = {k: window[k] + sums[k] for k in window}
-                if not math.isfinite(float(sums["loss"])):
-                    kept = ckpts.latest_step()
-                    raise DivergedError(
-                        f"The training loss became {float(sums['loss'])} before step {step}; "
-                        + (f"the checkpoints up to step {kept} are kept in {ckpts.directory}."
-                           if kept is not None else "no checkpoint had been written yet.")
-                    )
+                window = {k: sums[k] + (0 if window is None else window[k]) for k in steps.zero_sums()}
+                _check_finite(sums, step, runs)
                 done = step == total_steps
                 if done or step % config.train.log_every_steps == 0:
-                    images_per_sec = window_steps * config.train.batch_size / window_seconds
-                    latest["train"] = steps.summarize(window) | {
-                        "lr": float(sums["lr"]),
-                        "images_per_sec": images_per_sec,
-                    }
-                    writer.write(step, "train", **latest["train"])
-                    progress.update(step, window_steps, latest["train"])
-                    window, window_steps, window_seconds = steps.zero_sums(), 0, 0.0
+                    images_per_sec = window_steps * config.train.batch_size * len(runs) / window_seconds
+                    for i, run in enumerate(runs):
+                        run.latest["train"] = steps.summarize(_replica(window, i)) | {
+                            "lr": float(sums["lr"][i]),
+                            "images_per_sec": images_per_sec,
+                        }
+                        run.writer.write(step, "train", **run.latest["train"])
+                    progress.update(step, window_steps, runs[0].latest["train"])
+                    window, window_steps, window_seconds = None, 0, 0.0
+                every = config.train.get("diagnostics_every_steps", 0)
+                if every and (done or step % every == 0):
+                    values = jax.device_get(pipeline.diagnostics(state))
+                    for i, run in enumerate(runs if values else []):
+                        run.writer.write(step, "diagnostics", **{k: float(v[i]) for k, v in values.items()})
                 if done or step % config.eval.every_steps == 0:
-                    for name, sums in pipeline.evaluate(state).items():
-                        latest[name] = steps.summarize(jax.device_get(sums))
-                        writer.write(step, name, **latest[name])
-                    progress.evaluated(step, latest)
+                    for name, split_sums in pipeline.evaluate(state).items():
+                        split_sums = jax.device_get(split_sums)
+                        for i, run in enumerate(runs):
+                            run.latest[name] = steps.summarize(_replica(split_sums, i))
+                            run.writer.write(step, name, **run.latest[name])
+                    progress.evaluated(step, runs[0].latest)
                 if done or step % config.checkpoint.every_steps == 0 or stop_requested():
-                    ckpts.save(state)
+                    for run, replica in zip(runs, state_lib.unstack(state)):
+                        run.ckpts.save(replica)
                 if stop_requested() and not done:
                     raise Interrupted(
-                        f"Stopped at step {step} with a checkpoint in {ckpts.directory}; "
+                        f"Stopped at step {step} with a checkpoint in {runs[0].ckpts.directory}; "
                         "run the same command to resume."
                     )
     finally:
-        ckpts.wait()
+        for run in runs:
+            run.ckpts.wait()
+            if run.writer:
+                run.writer.close()
         progress.close()
-        writer.close()
 
-    summary = {
-        "config": config.get("name", ""),
-        "model": config.model.name,
-        "dataset": config.dataset.name,
-        "step": step,
-        "params": state_lib.num_params(state.params),
-        "devices": mesh.size,
-        "compile_s": compile_s,
-        **{f"{split}_{key}": value for split, values in latest.items() for key, value in values.items()},
-    }
-    if jax.process_index() == 0:
-        (workdir / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
-    ckpts.close()
-    return summary
+    for run, replica in zip(runs, state_lib.unstack(state)):
+        summary = {
+            "config": run.config.get("name", ""),
+            "model": run.config.model.name,
+            "dataset": run.config.dataset.name,
+            "seed": run.config.seed,
+            "step": step,
+            "params": state_lib.num_params(replica.params),
+            "devices": mesh.size,
+            "replicas": len(runs),
+            "compile_s": compile_s,
+            **{f"{split}_{k}": v for split, values in run.latest.items() for k, v in values.items()},
+        }
+        if jax.process_index() == 0:
+            (run.workdir / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+        run.ckpts.close()
+
+
+def _replica(sums: dict[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
+    return {k: v[i] for k, v in sums.items()}
+
+
+def _check_same_but_seed(configs: list[ml_collections.ConfigDict]) -> None:
+    def without_seed(config):
+        return {k: v for k, v in config.to_dict().items() if k != "seed"}
+
+    if any(without_seed(c) != without_seed(configs[0]) for c in configs[1:]):
+        raise ConfigError("Replicas trained together must have the same config but for the seed.")
+
+
+def _check_finite(sums: dict[str, np.ndarray], step: int, runs: list[_Run]) -> None:
+    for loss, run in zip(sums["loss"], runs):
+        if not math.isfinite(float(loss)):
+            kept = run.ckpts.latest_step()
+            raise DivergedError(
+                f"The training loss of {run.workdir} became {float(loss)} before step {step}; "
+                + (f"its checkpoints up to step {kept} are kept in {run.ckpts.directory}."
+                   if kept is not None else "no checkpoint had been written yet.")
+            )
 
 
 def _steps_to_boundary(step: int, config: ml_collections.ConfigDict) -> int:
-    """Steps until the next log, eval or checkpoint step, or the end."""
-    intervals = (config.train.log_every_steps, config.eval.every_steps, config.checkpoint.every_steps)
-    return min([config.train.steps - step] + [k - step % k for k in intervals])
+    """Steps until the next log, diagnostics, eval or checkpoint step, or the end."""
+    intervals = [config.train.log_every_steps, config.eval.every_steps, config.checkpoint.every_steps,
+                 config.train.get("diagnostics_every_steps", 0)]
+    return min([config.train.steps - step] + [k - step % k for k in intervals if k])
 
 
 def _write_config(config: ml_collections.ConfigDict, workdir: epath.Path) -> None:

@@ -58,6 +58,7 @@ def get_config(model_name: str, arg: str | None = None) -> ml_collections.Config
     config.train.batch_size = 128
     config.train.steps = 64_000
     config.train.log_every_steps = 100
+    config.train.diagnostics_every_steps = 500  # gradient norms per stage (diagnostics.jsonl)
 
     config.optimizer = ml_collections.ConfigDict()
     config.optimizer.name = "sgd"
@@ -85,6 +86,7 @@ def get_config(model_name: str, arg: str | None = None) -> ml_collections.Config
         config.train.batch_size = 64
         config.train.steps = 100
         config.train.log_every_steps = 10
+        config.train.diagnostics_every_steps = 25
         config.schedule.boundaries = (50, 75)
         # Lr 0.1 from the first step is chaotic: a 1e-7 change of the weights moves the loss
         # 20 steps later by 1e-1. Warming up at 0.01 for the first 20 steps keeps a short
