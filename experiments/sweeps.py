@@ -14,7 +14,7 @@ in turn. Both give the same per-seed numbers, up to float rounding.
 
 import json
 import logging
-from typing import Any
+from typing import Any, Callable
 
 from etils import epath
 
@@ -44,9 +44,11 @@ def run(
     arg: str | None = None,
     overrides: dict[str, Any] | None = None,
     at_once: bool = False,
+    on_metrics: Callable[[epath.Path, dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Trains `seeds` seeds of every net of `nets` (config names; `arg` as in NAME:ARG and the
-    same `overrides` for all) and returns the summaries."""
+    same `overrides` for all) and returns the summaries. `on_metrics(workdir, row)` sees every
+    metrics row written (e.g. `cnn_jax.report.live.LivePlot()`)."""
     from cnn_jax.training import train  # Imported late: JAX is slow to load.
 
     sweep_dir = epath.Path(sweep_dir)
@@ -60,7 +62,7 @@ def run(
         workdirs = [workdir(sweep_dir, net, seed) for seed in range(seeds)]
         log.info("%s: %d seed(s) %s.", net, seeds, "at once" if at_once else "one after another")
         if at_once:
-            summaries += train.train_replicas(group, workdirs)
+            summaries += train.train_replicas(group, workdirs, on_metrics)
         else:
-            summaries += [train.train_and_evaluate(c, w) for c, w in zip(group, workdirs)]
+            summaries += [train.train_and_evaluate(c, w, on_metrics) for c, w in zip(group, workdirs)]
     return summaries

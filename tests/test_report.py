@@ -202,3 +202,22 @@ def test_cli_writes_into_out(degraded, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "report.md" in result.stderr
     assert (tmp_path / "out" / "report.md").read_text() == read_report(degraded)
+
+
+def test_live_plot_keeps_each_runs_curves_and_draws_plain_and_resnet_panels(tmp_path):
+    from cnn_jax.report.live import LivePlot
+
+    plot = LivePlot(min_interval_s=0.0)
+    for net in ("cifar_plain56", "cifar_resnet56"):
+        workdir = tmp_path / "figure6" / net / "seed0"
+        for step in (10, 20):
+            plot(workdir, {"step": step, "split": "train", "loss": 1.0, "error": 50.0 - step})
+        plot(workdir, {"step": 20, "split": "test", "loss": 1.0, "error": 40.0})
+        plot(workdir, {"step": 20, "split": "diagnostics", "grad_norm/stem": 1.0})  # not a curve
+
+    assert plot.curves[("cifar_plain56", str(tmp_path / "figure6/cifar_plain56/seed0"))] == {
+        "train": ([10, 20], [40.0, 30.0]), "test": ([20], [40.0])}
+    plain, resnet = plot.figure.axes
+    assert [line.get_label() for line in plain.lines if not line.get_label().startswith("_")] == ["plain-56"]
+    assert [tuple(line.get_ydata()) for line in resnet.lines] == [(40.0, 30.0), (40.0,)]
+    assert plot.png().startswith(b"\x89PNG")

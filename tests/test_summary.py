@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from cnn_jax import models
-from cnn_jax.models import summary
+from cnn_jax.models import published, summary
 
 ROOT = pathlib.Path(__file__).parent.parent
 IMAGENET = (224, 224, 3)
@@ -159,3 +159,16 @@ def test_cli_unknown_model():
     assert "Traceback" not in result.stderr and not result.stdout
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line.startswith("error: Unknown model 'resnet51'")
+
+
+@pytest.mark.parametrize("name", sorted(published.NUMBERS))
+def test_every_published_count_is_met(name):
+    """Our inference nets against the published numbers. The papers round ("about 60M"), and
+    GoogLeNet's Table 1 sums to 6.8M while its channel counts give 7.0M, and its 1.5G is a
+    budget: 3% on parameters, 6% on multiply-adds."""
+    numbers = published.NUMBERS[name]
+    params, macs = summary.totals(summary.layer_table(models.create(name), models.input_shape(name)))
+    if numbers.params is not None:
+        assert params == pytest.approx(numbers.params, rel=0.03)
+    if numbers.multiply_adds is not None:
+        assert macs == pytest.approx(numbers.multiply_adds, rel=0.06)

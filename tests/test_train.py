@@ -43,11 +43,14 @@ def final_params(workdir):
 
 def test_tfds_run_writes_every_workdir_file(tmp_path):
     config = configs.get_config("cifar_plain20:smoke", tiny_overrides(**{"dataset.val_split": 16}))
+    seen = []  # what a live plot sees
     with tfds.testing.mock_data(num_examples=80):
-        summary = train.train_and_evaluate(config, tmp_path)
+        summary = train.train_and_evaluate(config, tmp_path, on_metrics=lambda workdir, row: seen.append(row))
 
     assert json.loads((tmp_path / "config.json").read_text())["model"]["name"] == "cifar_plain20"
     rows = metrics.read_metrics(tmp_path)
+    assert [r for r in seen if r["split"] != "diagnostics"] == rows
+    assert [r for r in seen if r["split"] == "diagnostics"] == metrics.read_metrics(tmp_path, "diagnostics.jsonl")
     assert [(r["step"], r["split"]) for r in rows] == [
         (4, "train"), (6, "val"), (6, "test"), (8, "train"), (12, "train"), (12, "val"), (12, "test")
     ]

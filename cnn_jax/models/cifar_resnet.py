@@ -63,10 +63,12 @@ class Shortcut(nn.Module):
 
 
 def add_shortcut(block: nn.Module, branch: jnp.ndarray, shortcut: jnp.ndarray) -> jnp.ndarray:
-    """F(x) + x. Sows ||F(x)|| / ||x|| into the `diagnostics` collection when it is mutable: how
-    much the residual function changes the signal (section 4.2, Figure 7)."""
-    norm = lambda a: jnp.sqrt(jnp.sum(jnp.square(a.astype(jnp.float32))))
-    block.sow("diagnostics", "residual_ratio", norm(branch) / (norm(shortcut) + 1e-12))
+    """F(x) + x. Sows ||F(x)|| / ||x|| into the `diagnostics` collection when it is mutable (and
+    not at init, so variables hold only params and batch_stats): how much the residual function
+    changes the signal (section 4.2, Figure 7)."""
+    if block.is_mutable_collection("diagnostics") and not block.is_initializing():
+        norm = lambda a: jnp.sqrt(jnp.sum(jnp.square(a.astype(jnp.float32))))
+        block.sow("diagnostics", "residual_ratio", norm(branch) / (norm(shortcut) + 1e-12))
     return branch + shortcut
 
 

@@ -145,7 +145,7 @@ def _plot(ax: Axes, sweep: Sweep, net: str, split: str, style: dict, scale: floa
     curve = runs_lib.curve(sweep.runs[net], "error", split)
     if curve is None:
         return
-    _draw(ax, curve, scale, _colour(net), **style)
+    _draw(ax, curve, scale, colour(net), **style)
 
 
 def _draw(ax: Axes, curve: runs_lib.Curve, scale: float, colour: str, **style) -> None:
@@ -166,7 +166,7 @@ def _decorate(ax: Axes, scale: float, ylabel: str) -> None:
     ax.grid(alpha=0.3)
 
 
-def _colour(net: str) -> str:
+def colour(net: str) -> str:
     info = runs_lib.net_info(net)
     if info and info[1] in COLOURS:
         return COLOURS[info[1]]
@@ -174,7 +174,7 @@ def _colour(net: str) -> str:
 
 
 def _net_handle(net: str) -> Line2D:
-    return Line2D([], [], color=_colour(net), linewidth=2.2, label=runs_lib.label(net))
+    return Line2D([], [], color=colour(net), linewidth=2.2, label=runs_lib.label(net))
 
 
 def _step_scale(sweep: Sweep, nets: list[str]) -> float:

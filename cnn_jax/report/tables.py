@@ -166,7 +166,8 @@ def settings(sweep: Sweep) -> list[str]:
 def markdown(sweep: Sweep, figures: dict[str, str | None]) -> str:
     """The whole report.md; `figures` maps a figure's title to its file name (None: not drawn)."""
     verdicts = [degradation_verdict(sweep), fix_verdict(sweep), same_depth_verdict(sweep)]
-    parts = ["# Degradation experiment (He et al. 2015, CIFAR-10)", "",
+    datasets = sorted({str(r.summary.get("dataset", "?")) for rs in sweep.runs.values() for r in rs})
+    parts = [f"# Degradation experiment (He et al. 2015) on {', '.join(datasets)}", "",
              f"Sweep: `{sweep.directory}`", "", "## Verdicts", ""]
     parts += [f"- {v}" for v in verdicts if v]
     parts += ["", "## Test error (Table 6)", "", table6(sweep), "",

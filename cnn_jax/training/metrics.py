@@ -8,13 +8,17 @@ import logging
 import math
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import tqdm
 from etils import epath
 
 log = logging.getLogger(__name__)
+
+
+MetricsCallback = Callable[[epath.Path, dict[str, Any]], None]
+"""Called as `callback(workdir, row)` after each row is written (live plots in notebooks)."""
 
 
 class MetricWriter:
@@ -28,13 +32,15 @@ class MetricWriter:
 
     FILES = {"diagnostics": "diagnostics.jsonl"}  # by split; the others go to metrics.jsonl
 
-    def __init__(self, workdir: epath.PathLike, resume_step: int = 0):
+    def __init__(self, workdir: epath.PathLike, resume_step: int = 0, on_write: MetricsCallback | None = None):
         self.enabled = jax.process_index() == 0
         self.workdir = epath.Path(workdir)
+        self.on_write = on_write
         if not self.enabled:
             return
         from tensorboardX import SummaryWriter  # Imported here: only process 0 needs it.
 
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self._lines = {}
         for name in {"metrics.jsonl", *self.FILES.values()}:
             path = self.workdir / name
@@ -46,8 +52,11 @@ class MetricWriter:
         if not self.enabled:
             return
         filename = self.FILES.get(split, "metrics.jsonl")
-        self._lines[filename].append(json.dumps({"step": step, "split": split, **values}))
+        row = {"step": step, "split": split, **values}
+        self._lines[filename].append(json.dumps(row))
         (self.workdir / filename).write_text("".join(line + "\n" for line in self._lines[filename]))
+        if self.on_write:
+            self.on_write(self.workdir, row)
         for name, value in values.items():
             if isinstance(value, (int, float)) and math.isfinite(value):
                 self._tensorboard.add_scalar(f"{split}/{name}", value, step)

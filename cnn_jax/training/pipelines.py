@@ -112,6 +112,7 @@ class Streaming:
 
         self._imagenet = imagenet
         self._config, self._mesh = config, mesh
+        imagenet.num_examples(config, "train")  # fails now, not after compiling, without data
         self.pixel_mean = np.zeros(mean_shape(config), np.float32)
         self.input_shape = input_shape(config)
         self._jitted_step = steps.make_stream_step(model, optimizer, config, mesh, replicas)

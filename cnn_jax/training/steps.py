@@ -284,15 +284,15 @@ def make_diagnostics(model: nn.Module, mesh: Mesh, replicas: int = 1) -> Callabl
             return cross_entropy(logits, labels).mean(), updates.get("diagnostics", {})
 
         grads, sown = jax.grad(loss_fn, has_aux=True)(state.params)
-        out = {f"grad_norm/{stage}": optax.tree.norm(tree) for stage, tree in _by_stage(grads).items()}
-        for stage, tree in _by_stage(sown).items():
+        out = {f"grad_norm/{stage}": optax.tree.norm(tree) for stage, tree in by_stage(grads).items()}
+        for stage, tree in by_stage(sown).items():
             out[f"residual_ratio/{stage}"] = jnp.mean(jnp.concatenate([jnp.ravel(x) for x in jax.tree.leaves(tree)]))
         return out
 
     return jax.jit(per_replica(diagnostics, replicas), out_shardings=sharding.replicated(mesh))
 
 
-def _by_stage(tree: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def by_stage(tree: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Top-level entries grouped by stage: "stage2_block3", "stage2_blocks" -> "stage2";
     "stem_conv", "stem_bn" -> "stem"; other names stay as they are."""
     groups: dict[str, dict[str, Any]] = {}

@@ -32,10 +32,13 @@ SUMMARY = "summary.json"
 CONFIG = "config.json"
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLike) -> dict[str, Any]:
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: epath.PathLike, on_metrics: metrics.MetricsCallback | None = None
+) -> dict[str, Any]:
     """Trains `config` in `workdir` (a local path or gs://...), resuming if it holds
-    checkpoints, and returns the summary."""
-    return train_replicas([config], [workdir])[0]
+    checkpoints, and returns the summary. `on_metrics(workdir, row)` sees every row written
+    to metrics.jsonl or diagnostics.jsonl (process 0 only)."""
+    return train_replicas([config], [workdir], on_metrics)[0]
 
 
 @dataclasses.dataclass(eq=False)
@@ -58,7 +61,9 @@ class _Run:
 
 
 def train_replicas(
-    configs: list[ml_collections.ConfigDict], workdirs: list[epath.PathLike]
+    configs: list[ml_collections.ConfigDict],
+    workdirs: list[epath.PathLike],
+    on_metrics: metrics.MetricsCallback | None = None,
 ) -> list[dict[str, Any]]:
     """Trains configs that differ only in `seed` together, one workdir each; returns the
     summaries. A finished run is skipped; the others resume from their latest checkpoints."""
@@ -67,11 +72,11 @@ def train_replicas(
     _check_same_but_seed(configs)
     todo = [run for run in runs if not run.finished]
     if todo:
-        _train(todo)
+        _train(todo, on_metrics)
     return [run.summary() | ({} if run in todo else {"already_finished": True}) for run in runs]
 
 
-def _train(runs: list[_Run]) -> None:
+def _train(runs: list[_Run], on_metrics: metrics.MetricsCallback | None) -> None:
     config = runs[0].config
 
     # ----- Model and optimizer: config errors surface before any data is read ---------------
@@ -105,7 +110,7 @@ def _train(runs: list[_Run]) -> None:
     step, total_steps = int(states[0].step), config.train.steps
     del states
     for run in runs:
-        run.writer = metrics.MetricWriter(run.workdir, resume_step=step)
+        run.writer = metrics.MetricWriter(run.workdir, resume_step=step, on_write=on_metrics)
     progress = metrics.Progress(step, total_steps)
     window, window_steps, window_seconds = None, 0, 0.0
     try:
