@@ -5,8 +5,9 @@ r"""Speed of the real train step on synthetic data of the model's input size.
     python -m experiments.benchmark --model=resnet50 --batch_size=256 --dtype=bfloat16
 
 The last line printed is one JSON object: images_per_sec, step_ms, compile_s,
-peak_memory_bytes (null where the backend does not report it), flops_per_step and
-achieved_flops_per_sec (XLA's count), and with --compare=torch the PyTorch twin's
+peak_memory_bytes (null where the backend does not report it), flops_per_step (the model's
+6 x multiply-adds x batch: forward and backward, as `experiments.summary` counts them) and
+achieved_flops_per_sec, and with --compare=torch the PyTorch twin's
 images/s and the ratio (ours / PyTorch).
 """
 
@@ -55,6 +56,7 @@ def measure(
     from cnn_jax import models
     from cnn_jax.data import in_memory
     from cnn_jax.data.datasets import Split
+    from cnn_jax.models import summary
     from cnn_jax.training import optim, sharding, state as state_lib, steps as steps_lib
 
     config = benchmark_config(model_name, batch_size, dtype, scan)
@@ -80,7 +82,7 @@ def measure(
     jax.block_until_ready(sums)
     seconds = time.perf_counter() - start
 
-    flops = train_steps.flops_per_step(state, data)
+    flops = 6.0 * summary.totals(summary.layer_table(model, shape))[1] * batch_size
     memory = mesh.devices.flat[0].memory_stats() or {}
     return {
         "model": model_name,
@@ -93,7 +95,7 @@ def measure(
         "compile_s": compile_s,
         "peak_memory_bytes": memory.get("peak_bytes_in_use"),
         "flops_per_step": flops,
-        "achieved_flops_per_sec": flops * steps / seconds if flops else None,
+        "achieved_flops_per_sec": flops * steps / seconds,
         "params": state_lib.num_params(state.params),
         "scan": config.model.get("scan"),
     }

@@ -38,8 +38,10 @@ def pytest_configure(config):
     """Tests compile the same small programs many times: share them through JAX's cache."""
     import tempfile
 
+    cache = tempfile.mkdtemp(prefix="cnn_jax_test_cache_")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = cache  # the commands tests start share it too
     import jax
 
-    jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="cnn_jax_test_cache_"))
+    jax.config.update("jax_compilation_cache_dir", cache)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

@@ -106,7 +106,6 @@ class TrainSteps:
             return jax.lax.fori_loop(0, num_steps, body, (state, zero_sums() | {"lr": jnp.zeros(())}))
 
         jit = lambda fn: jax.jit(per_replica(fn, replicas), out_shardings=(replicated, replicated), donate_argnums=0)
-        self._one_step = jit(step_fn)
         self._many_steps = jit(many_steps)
         self._compiled = None
 
@@ -115,12 +114,6 @@ class TrainSteps:
         start = time.perf_counter()
         self._compiled = self._many_steps.lower(state, data, np.int32(1)).compile()
         return time.perf_counter() - start
-
-    def flops_per_step(self, state: TrainState, data: TrainSplit) -> float | None:
-        """XLA's count of the floating-point operations in one step (None if not reported)."""
-        analysis = self._one_step.lower(state, data).compile().cost_analysis()
-        analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
-        return (analysis or {}).get("flops")
 
     def __call__(self, state: TrainState, data: TrainSplit, num_steps: int) -> tuple[TrainState, Metrics]:
         return (self._compiled or self._many_steps)(state, data, np.int32(num_steps))
