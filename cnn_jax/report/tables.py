@@ -151,7 +151,7 @@ def settings(sweep: Sweep) -> list[str]:
                   f"Config argument: `{record.get('arg')}`; overrides: {overrides}."]
     else:
         lines.append("No sweep.json: nets and seeds found in the directory.")
-    datasets = sorted({str(r.summary.get("dataset", "?")) for r in runs})
+    datasets = _datasets(sweep)
     steps = sorted({int(r.summary.get("step", 0)) for r in runs})
     lines.append(f"Finished runs: {len(runs)}; dataset {', '.join(datasets)}; "
                  f"{'/'.join(f'{s:,}' for s in steps)} steps.")
@@ -166,8 +166,7 @@ def settings(sweep: Sweep) -> list[str]:
 def markdown(sweep: Sweep, figures: dict[str, str | None]) -> str:
     """The whole report.md; `figures` maps a figure's title to its file name (None: not drawn)."""
     verdicts = [degradation_verdict(sweep), fix_verdict(sweep), same_depth_verdict(sweep)]
-    datasets = sorted({str(r.summary.get("dataset", "?")) for rs in sweep.runs.values() for r in rs})
-    parts = [f"# Degradation experiment (He et al. 2015) on {', '.join(datasets)}", "",
+    parts = [f"# Degradation experiment (He et al. 2015) on {', '.join(_datasets(sweep))}", "",
              f"Sweep: `{sweep.directory}`", "", "## Verdicts", ""]
     parts += [f"- {v}" for v in verdicts if v]
     parts += ["", "## Test error (Table 6)", "", table6(sweep), "",
@@ -186,6 +185,10 @@ def markdown(sweep: Sweep, figures: dict[str, str | None]) -> str:
               for title, name in figures.items()]
     parts += ["", "## Settings", ""] + [f"- {line}" for line in settings(sweep)]
     return "\n".join(parts) + "\n"
+
+
+def _datasets(sweep: Sweep) -> list[str]:
+    return sorted({str(r.summary.get("dataset", "?")) for runs in sweep.runs.values() for r in runs})
 
 
 def _final(sweep: Sweep, kind: str, depth: int, key: str) -> Stats:

@@ -105,8 +105,9 @@ class TrainSteps:
 
             return jax.lax.fori_loop(0, num_steps, body, (state, zero_sums() | {"lr": jnp.zeros(())}))
 
-        jit = lambda fn: jax.jit(per_replica(fn, replicas), out_shardings=(replicated, replicated), donate_argnums=0)
-        self._many_steps = jit(many_steps)
+        self._many_steps = jax.jit(
+            per_replica(many_steps, replicas), out_shardings=(replicated, replicated), donate_argnums=0
+        )
         self._compiled = None
 
     def compile(self, state: TrainState, data: TrainSplit) -> float:

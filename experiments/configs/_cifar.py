@@ -16,6 +16,7 @@ Arguments (`--config=NAME:ARG`):
 import ml_collections
 
 from cnn_jax.errors import ConfigError
+from experiments.configs._optimizer import he_sgd
 from cnn_jax.models import cifar_resnet
 
 ARGS = ("smoke",)
@@ -60,11 +61,7 @@ def get_config(model_name: str, arg: str | None = None) -> ml_collections.Config
     config.train.log_every_steps = 100
     config.train.diagnostics_every_steps = 500  # gradient norms per stage (diagnostics.jsonl)
 
-    config.optimizer = ml_collections.ConfigDict()
-    config.optimizer.name = "sgd"
-    config.optimizer.lr = 0.1
-    config.optimizer.momentum = 0.9
-    config.optimizer.weight_decay = 1e-4
+    config.optimizer = he_sgd()
 
     config.schedule = ml_collections.ConfigDict()
     config.schedule.boundaries = (32_000, 48_000)

@@ -18,6 +18,7 @@ Arguments (`--config=NAME:ARG`):
 import ml_collections
 
 from cnn_jax.errors import ConfigError
+from experiments.configs._optimizer import he_sgd
 
 ARGS = ("smoke",)
 EPOCH = 5_005  # iterations per epoch of ImageNet's 1,281,167 training images at batch 256
@@ -52,11 +53,7 @@ def base(model_name: str, arg: str | None) -> ml_collections.ConfigDict:
     config.train.log_every_steps = 100
     config.train.aux_loss_weight = 0.0
 
-    config.optimizer = ml_collections.ConfigDict()
-    config.optimizer.name = "sgd"
-    config.optimizer.lr = 0.1
-    config.optimizer.momentum = 0.9
-    config.optimizer.weight_decay = 1e-4
+    config.optimizer = he_sgd()
 
     config.schedule = ml_collections.ConfigDict()
     config.schedule.name = "piecewise"
