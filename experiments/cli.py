@@ -26,6 +26,9 @@ def run(main: Callable[[list[str]], None]) -> None:
     (bad config, missing data, broken checkpoint, ...) printed as one line, exit code 1."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # TF only decodes images here
+    from cnn_jax.models import canonical_conv
+
+    canonical_conv.use_eigen_convolutions_on_cpu()
     from cnn_jax.errors import Interrupted, UserError
 
     started = []

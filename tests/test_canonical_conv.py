@@ -17,7 +17,7 @@ NHWC = ("NHWC", "HWIO", "NHWC")
      (8, 3, 1, "VALID"), (13, 5, 2, ((2, 2), (2, 2))), (16, 3, 1, ((1, 1), (1, 1)))],
 )
 def test_values_and_gradients_equal_lax(size, kernel, stride, padding):
-    x = jax.random.normal(jax.random.key(0), (16, size, size, 3))
+    x = jax.random.normal(jax.random.key(0), (2 * canonical_conv.CHUNK, size, size, 3))  # two chunks
     w = jax.random.normal(jax.random.key(1), (kernel, kernel, 3, 5))
     numbers = lax.conv_dimension_numbers(x.shape, w.shape, NHWC)
 
@@ -51,3 +51,17 @@ def test_weight_gradient_inside_a_loop_is_a_canonical_convolution():
     hlo = jax.jit(train).lower(jnp.ones((3, 3, 4, 4))).compile().as_text()
     labels = [line.split("dim_labels=")[1].split(",")[0] for line in hlo.splitlines() if " convolution(" in line]
     assert labels and set(labels) == {"b01f_01io->b01f"}
+
+
+@pytest.mark.parametrize("accelerator, xla_flags, expected", [
+    (False, "", canonical_conv.EIGEN_CONVOLUTIONS),
+    (False, "--xla_force_host_platform_device_count=8",
+     "--xla_force_host_platform_device_count=8 " + canonical_conv.EIGEN_CONVOLUTIONS),
+    (False, "--xla_cpu_experimental_ynn_fusion_type=individual_dot", "--xla_cpu_experimental_ynn_fusion_type=individual_dot"),
+    (True, "", ""),
+])
+def test_eigen_convolutions_are_chosen_only_for_cpu_only_installs(monkeypatch, accelerator, xla_flags, expected):
+    monkeypatch.setenv("XLA_FLAGS", xla_flags)
+    monkeypatch.setattr(canonical_conv.importlib.util, "find_spec", lambda name: object() if accelerator else None)
+    canonical_conv.use_eigen_convolutions_on_cpu()
+    assert canonical_conv.os.environ["XLA_FLAGS"] == expected

@@ -143,3 +143,32 @@ def test_remat_changes_memory_not_numbers():
         return jax.grad(loss)(variables["params"])
 
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), grads(remat), grads(plain))
+
+
+def test_stored_relu_is_relu_with_its_gradient_and_keeps_nan():
+    from cnn_jax.models import layers
+
+    x = jnp.array([-2.0, -0.5, 0.0, 0.5, 3.0])
+    np.testing.assert_array_equal(layers.stored_relu(x), jax.nn.relu(x))
+    np.testing.assert_array_equal(jax.grad(lambda x: layers.stored_relu(x).sum())(x), jax.grad(lambda x: jax.nn.relu(x).sum())(x))
+    assert np.isnan(layers.stored_relu(jnp.array([jnp.nan]))[0])  # a diverged run stays visibly diverged
+
+
+def test_block_outputs_are_stored_once_not_recomputed_in_every_consumer():
+    """XLA may recompute max(x, 0) inside its consumers; with it, each block's F(x) + x, whose x
+    is the previous block's output, and so on: one fusion would re-read the whole stage. The
+    train step's fusions read a few stage-1 activations at most, not one per block (7 here)."""
+    import re
+
+    model = models.create("cifar_resnet44", width=4)
+    x = jnp.zeros((8, 32, 32, 3))
+    variables = model.init(jax.random.key(0), x)
+
+    def loss(params):
+        logits, _ = model.apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"])
+        return logits.sum()
+
+    hlo = jax.jit(jax.grad(loss)).lower(variables["params"]).compile().as_text()
+    fusions = re.findall(r"\n%?fused_computation[^\n]*", hlo)
+    activations_read = [len(re.findall(r"param_[\d.]+: f32\[8,32,32,4\]", f)) for f in fusions]
+    assert fusions and max(activations_read) <= 4

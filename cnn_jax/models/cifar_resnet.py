@@ -90,7 +90,7 @@ class BasicBlock(nn.Module):
         y = self.norm()(y)
         if self.residual:
             y = add_shortcut(self, y, Shortcut(self.filters, self.strides, self.shortcut, self.conv, self.norm)(x))
-        return nn.relu(y)
+        return layers.stored_relu(y)
 
 
 class RepeatedBlock(nn.Module):

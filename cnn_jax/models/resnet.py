@@ -90,7 +90,7 @@ class Bottleneck(nn.Module):
         y = self.norm()(self.conv(out, (1, 1))(y))
         if self.residual:
             y = add_shortcut(self, y, Shortcut(out, self.strides, self.shortcut, self.conv, self.norm)(x))
-        return nn.relu(y)
+        return layers.stored_relu(y)
 
 
 class ResNet(nn.Module):
