@@ -14,11 +14,14 @@ in turn. Both give the same per-seed numbers, up to float rounding.
 
 import json
 import logging
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from etils import epath
 
 from experiments import configs
+
+if TYPE_CHECKING:
+    from cnn_jax.training.metrics import MetricsCallback
 
 log = logging.getLogger("experiments.sweeps")
 
@@ -44,7 +47,7 @@ def run(
     arg: str | None = None,
     overrides: dict[str, Any] | None = None,
     at_once: bool = False,
-    on_metrics: Callable[[epath.Path, dict[str, Any]], None] | None = None,
+    on_metrics: "MetricsCallback | None" = None,
 ) -> list[dict[str, Any]]:
     """Trains `seeds` seeds of every net of `nets` (config names; `arg` as in NAME:ARG and the
     same `overrides` for all) and returns the summaries. `on_metrics(workdir, row)` sees every

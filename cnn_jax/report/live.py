@@ -32,9 +32,7 @@ class LivePlot:
     def __call__(self, workdir: epath.Path, row: dict[str, Any]) -> None:
         if row["split"] not in ("train", "test") or "error" not in row:
             return
-        workdir = epath.Path(workdir)
-        # Sweep workdirs are <sweep>/<net>/seed<k>; a single run's is named after its config.
-        net = workdir.parent.name if workdir.name.startswith("seed") else workdir.name
+        net = runs_lib.net_of_workdir(workdir)
         steps, errors = self.curves.setdefault((net, str(workdir)), {}).setdefault(row["split"], ([], []))
         steps.append(row["step"])
         errors.append(row["error"])

@@ -80,6 +80,12 @@ def label(net: str) -> str:
     return f"{'plain' if info[0] == 'plain' else 'ResNet'}-{info[1]}"
 
 
+def net_of_workdir(workdir: epath.PathLike) -> str:
+    """The net a workdir trains: <net> of SWEEP_DIR/<net>/seed<k>, else the directory's name."""
+    workdir = epath.Path(workdir)
+    return workdir.parent.name if _SEED.match(workdir.name) else workdir.name
+
+
 def load_sweep(sweep_dir: epath.PathLike) -> Sweep:
     """Reads every SWEEP_DIR/<net>/seed<k>/ with a summary.json; the others are listed in
     `skipped`. Raises DataError when no run has finished."""

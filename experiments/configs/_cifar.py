@@ -16,8 +16,8 @@ Arguments (`--config=NAME:ARG`):
 import ml_collections
 
 from cnn_jax.errors import ConfigError
-from experiments.configs._optimizer import he_sgd
 from cnn_jax.models import cifar_resnet
+from experiments.configs._optimizer import he_sgd
 
 ARGS = ("smoke",)
 
