@@ -4,26 +4,31 @@ r"""Speed of the real train step on synthetic data of the model's input size.
     python -m experiments.benchmark --model=cifar_resnet56 --batch_size=128 --compare=torch
     python -m experiments.benchmark --model=resnet50 --batch_size=256 --dtype=bfloat16
 
-The last line printed is one JSON object: images_per_sec, step_ms, compile_s,
-peak_memory_bytes (null where the backend does not report it), flops_per_step (the model's
-6 x multiply-adds x batch: forward and backward, as `experiments.summary` counts them) and
-achieved_flops_per_sec, and with --compare=torch the PyTorch twin's
-images/s and the ratio (ours / PyTorch).
+Each of `--rounds` rounds times one call of `--steps` steps; the numbers are the medians. The
+last line printed is one JSON object: images_per_sec, step_ms, compile_s, peak_memory_bytes
+(null where the backend does not report it), flops_per_step (the model's 6 x multiply-adds x
+batch: forward and backward, as `experiments.summary` counts them) and achieved_flops_per_sec.
+With --compare=torch the rounds alternate between our step and the PyTorch twin's, in one
+process, which cancels most of a shared machine's drift; the JSON adds both sides' images/s
+per round, the twin's median and the ratio (ours / PyTorch).
 """
 
 import json
 import logging
+import statistics
 import time
+from typing import Any, Callable
 
 import ml_collections
 import numpy as np
 from absl import flags
 
-from experiments import cli, configs
+from experiments import cli, configs, torch_reference
 
 _MODEL = flags.DEFINE_string("model", "cifar_resnet20", "A name from cnn_jax.models.names().")
 _BATCH = flags.DEFINE_integer("batch_size", 128, "Global batch size.")
-_STEPS = flags.DEFINE_integer("steps", 20, "Timed steps (after 2 warm-up steps).")
+_STEPS = flags.DEFINE_integer("steps", 20, "Timed steps per round (after 2 warm-up steps).")
+_ROUNDS = flags.DEFINE_integer("rounds", 3, "Timed rounds; images/s is the median.")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Computation dtype.")
 _COMPARE = flags.DEFINE_enum("compare", None, ["torch"], "Also time a PyTorch implementation.")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", None, "Input height = width (default: the model's).")
@@ -46,11 +51,14 @@ def benchmark_config(model: str, batch_size: int, dtype: str, scan: bool | None 
     return config
 
 
-def measure(
-    model_name: str, batch_size: int, steps: int, dtype: str, image_size: int | None = None,
-    scan: bool | None = None,
-) -> dict:
-    """Compiles and times `steps` train steps; returns the numbers as a dict."""
+def prepare(
+    model_name: str, batch_size: int, dtype: str, image_size: int | None = None, scan: bool | None = None
+) -> tuple[Callable[[int], float], dict[str, Any]]:
+    """Builds, compiles and warms up (2 steps) the train step.
+
+    Returns `run(steps) -> seconds`, which times that many steps in one call, and what does not
+    depend on the timing: the model, the backend, compile_s, FLOPs per step and parameters.
+    """
     import jax
 
     from cnn_jax import models
@@ -73,31 +81,80 @@ def measure(
     optimizer = optim.direction(config)
     state = state_lib.stack([state_lib.create(model, optimizer, config, np.zeros(shape, np.float32), mesh)])
     train_steps = steps_lib.make_train_steps(model, optimizer, config, mesh)
-
     compile_s = train_steps.compile(state, data)
-    state, sums = train_steps(state, data, 2)
-    jax.block_until_ready(sums)
-    start = time.perf_counter()
-    state, sums = train_steps(state, data, steps)
-    jax.block_until_ready(sums)
-    seconds = time.perf_counter() - start
 
-    flops = 6.0 * summary.totals(summary.layer_table(model, shape))[1] * batch_size
-    memory = mesh.devices.flat[0].memory_stats() or {}
-    return {
+    def run(steps: int) -> float:
+        nonlocal state
+        start = time.perf_counter()
+        state, sums = train_steps(state, data, steps)
+        jax.block_until_ready(sums)
+        return time.perf_counter() - start
+
+    run(2)
+    info = {
         "model": model_name,
         "batch_size": batch_size,
         "dtype": dtype,
         "backend": jax.default_backend(),
         "devices": mesh.size,
-        "images_per_sec": steps * batch_size / seconds,
-        "step_ms": 1000 * seconds / steps,
         "compile_s": compile_s,
-        "peak_memory_bytes": memory.get("peak_bytes_in_use"),
-        "flops_per_step": flops,
-        "achieved_flops_per_sec": flops * steps / seconds,
+        "flops_per_step": 6.0 * summary.totals(summary.layer_table(model, shape))[1] * batch_size,
         "params": state_lib.num_params(state.params),
         "scan": config.model.get("scan"),
+    }
+    return run, info
+
+
+def peak_memory_bytes() -> int | None:
+    """Peak memory of the first device so far, where the backend reports it (not CPUs)."""
+    import jax
+
+    return (jax.local_devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
+
+
+def speed(info: dict[str, Any], steps: int, seconds: float) -> dict[str, float]:
+    """images_per_sec, step_ms and achieved_flops_per_sec of `steps` steps in `seconds`."""
+    return {
+        "images_per_sec": steps * info["batch_size"] / seconds,
+        "step_ms": 1000 * seconds / steps,
+        "achieved_flops_per_sec": info["flops_per_step"] * steps / seconds,
+    }
+
+
+def measure(
+    model_name: str, batch_size: int, steps: int, dtype: str, image_size: int | None = None,
+    scan: bool | None = None, rounds: int = 1,
+) -> dict:
+    """Compiles the train step and times `rounds` calls of `steps` steps; reports the median."""
+    run, info = prepare(model_name, batch_size, dtype, image_size, scan)
+    seconds = statistics.median(run(steps) for _ in range(rounds))
+    return {**info, **speed(info, steps, seconds), "peak_memory_bytes": peak_memory_bytes()}
+
+
+def compare_with_torch(
+    model_name: str, batch_size: int, steps: int, dtype: str, rounds: int, scan: bool | None = None
+) -> dict:
+    """Our train step and the PyTorch twin's, timed in alternating rounds of `steps` steps each.
+
+    Alternating cancels most of a shared machine's drift (10-20% here between runs); the
+    images/s are the medians over the rounds, and the ratio is ours / PyTorch's.
+    """
+    run, info = prepare(model_name, batch_size, dtype, scan=scan)
+    run_torch, torch_info = torch_reference.step_timer(model_name, batch_size)
+    ours, theirs = [], []
+    for _ in range(rounds):
+        ours.append(steps * batch_size / run(steps))
+        theirs.append(steps * batch_size / run_torch(steps))
+    images_per_sec, torch_images_per_sec = statistics.median(ours), statistics.median(theirs)
+    return {
+        **info,
+        **speed(info, steps, steps * batch_size / images_per_sec),
+        "peak_memory_bytes": peak_memory_bytes(),
+        "rounds_images_per_sec": ours,
+        "torch_images_per_sec": torch_images_per_sec,
+        "torch_rounds_images_per_sec": theirs,
+        "torch_version": torch_info["torch"],
+        "ratio": images_per_sec / torch_images_per_sec,
     }
 
 
@@ -105,18 +162,18 @@ def main(argv: list[str]) -> None:
     import jax
 
     jax.config.update("jax_enable_compilation_cache", False)  # compile_s times a real compile
-    result = measure(_MODEL.value, _BATCH.value, _STEPS.value, _DTYPE.value, _IMAGE_SIZE.value, _SCAN.value)
+    if _COMPARE.value == "torch":
+        result = compare_with_torch(
+            _MODEL.value, _BATCH.value, _STEPS.value, _DTYPE.value, _ROUNDS.value, _SCAN.value
+        )
+    else:
+        result = measure(_MODEL.value, _BATCH.value, _STEPS.value, _DTYPE.value, _IMAGE_SIZE.value,
+                         _SCAN.value, _ROUNDS.value)
     log.info("%s: %.1f images/s, %.1f ms/step, compiled in %.1f s.", result["model"],
              result["images_per_sec"], result["step_ms"], result["compile_s"])
-    if _COMPARE.value == "torch":
-        from experiments import torch_reference
-
-        reference = torch_reference.benchmark(_MODEL.value, _BATCH.value, _STEPS.value)
-        result["torch_images_per_sec"] = reference["images_per_sec"]
-        result["torch_version"] = reference["torch"]
-        result["ratio"] = result["images_per_sec"] / reference["images_per_sec"]
-        log.info("PyTorch %s: %.1f images/s; ratio %.2f.", reference["torch"],
-                 reference["images_per_sec"], result["ratio"])
+    if "ratio" in result:
+        log.info("PyTorch %s: %.1f images/s; ratio %.2f.", result["torch_version"],
+                 result["torch_images_per_sec"], result["ratio"])
     print(json.dumps(result))
 
 

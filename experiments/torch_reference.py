@@ -6,6 +6,7 @@ eager PyTorch style. Needs the `torch` extra.
 """
 
 import time
+from typing import Any, Callable
 
 from cnn_jax.models import cifar_resnet
 
@@ -56,8 +57,14 @@ def _modules():
     return torch, CifarResNet
 
 
-def benchmark(model_name: str, batch_size: int, steps: int, warmup: int = 2, width: int = 16) -> dict[str, float]:
-    """Images/s of PyTorch's train step for a cifar_resnet*/cifar_plain* net on random data."""
+def step_timer(
+    model_name: str, batch_size: int, warmup: int = 2, width: int = 16
+) -> tuple[Callable[[int], float], dict[str, Any]]:
+    """PyTorch's train step for a cifar_resnet*/cifar_plain* net on random data, warmed up.
+
+    Returns `run(steps) -> seconds`, which times that many steps, and a description of the run
+    (device, torch version, threads).
+    """
     torch, CifarResNet = _modules()
     match = cifar_resnet.NAME_PATTERN.fullmatch(model_name)
     if match is None:
@@ -75,14 +82,19 @@ def benchmark(model_name: str, batch_size: int, steps: int, warmup: int = 2, wid
         optimizer.step()
         return loss
 
-    for _ in range(warmup):
-        step()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        loss = step()
-    loss.item()
-    seconds = time.perf_counter() - start
-    return {"images_per_sec": steps * batch_size / seconds, "step_ms": 1000 * seconds / steps,
-            "device": device, "torch": torch.__version__, "threads": torch.get_num_threads()}
+    def run(steps: int) -> float:
+        start = time.perf_counter()
+        for _ in range(steps):
+            loss = step()
+        loss.item()  # waits for the device
+        return time.perf_counter() - start
+
+    run(warmup)
+    return run, {"device": device, "torch": torch.__version__, "threads": torch.get_num_threads()}
+
+
+def benchmark(model_name: str, batch_size: int, steps: int, warmup: int = 2, width: int = 16) -> dict[str, Any]:
+    """Images/s of PyTorch's train step for a cifar_resnet*/cifar_plain* net on random data."""
+    run, info = step_timer(model_name, batch_size, warmup, width)
+    seconds = run(steps)
+    return {"images_per_sec": steps * batch_size / seconds, "step_ms": 1000 * seconds / steps, **info}

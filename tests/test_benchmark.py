@@ -15,3 +15,42 @@ def test_measure_reports_speed_compile_time_and_model_flops():
     multiply_adds = summary.totals(summary.layer_table(models.create("cifar_resnet20"), (32, 32, 3)))[1]
     assert result["flops_per_step"] == pytest.approx(6 * multiply_adds * 8)
     assert result["achieved_flops_per_sec"] == pytest.approx(result["flops_per_step"] * 1000 / result["step_ms"])
+
+
+def test_speed_converts_seconds_to_images_steps_and_flops():
+    info = {"batch_size": 128, "flops_per_step": 1e9}
+    assert benchmark.speed(info, steps=10, seconds=2.0) == {
+        "images_per_sec": 640.0, "step_ms": 200.0, "achieved_flops_per_sec": 5e9,
+    }
+
+
+def test_compare_with_torch_alternates_rounds_and_reports_medians(monkeypatch):
+    """The two steps take turns, so a machine that slows down mid-run slows both alike."""
+    calls = []
+
+    def fake_prepare(model_name, batch_size, dtype, scan=None):
+        ours = iter([1.0, 2.0, 0.5])  # seconds per round of 4 steps of 8 images
+
+        def run(steps):
+            calls.append("ours")
+            return next(ours)
+
+        return run, {"model": model_name, "batch_size": batch_size, "flops_per_step": 1.0}
+
+    def fake_step_timer(model_name, batch_size):
+        theirs = iter([2.0, 4.0, 1.0])
+
+        def run(steps):
+            calls.append("torch")
+            return next(theirs)
+
+        return run, {"torch": "fake"}
+
+    monkeypatch.setattr(benchmark, "prepare", fake_prepare)
+    monkeypatch.setattr(benchmark.torch_reference, "step_timer", fake_step_timer)
+    result = benchmark.compare_with_torch("cifar_resnet20", 8, steps=4, dtype="float32", rounds=3)
+
+    assert calls == ["ours", "torch"] * 3
+    assert result["rounds_images_per_sec"] == [32.0, 16.0, 64.0]
+    assert result["images_per_sec"] == 32.0 and result["torch_images_per_sec"] == 16.0
+    assert result["ratio"] == 2.0 and result["torch_version"] == "fake"
