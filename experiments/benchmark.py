@@ -36,6 +36,9 @@ _SCAN = flags.DEFINE_bool("scan", None, "CIFAR nets: scan over identical blocks 
 
 log = logging.getLogger("experiments.benchmark")
 
+# The CIFAR nets draw their batches from a training set of CIFAR-10's size, as in training.
+CIFAR_TRAIN_ROWS = 50_000
+
 def benchmark_config(model: str, batch_size: int, dtype: str, scan: bool | None = None) -> ml_collections.ConfigDict:
     """The model's experiment config where one exists (cifar_*), else the CIFAR recipe (SGD,
     momentum, weight decay) applied to `model`."""
@@ -73,7 +76,7 @@ def prepare(
     model = models.from_config(config.model, num_classes)
     mesh = sharding.make_mesh()
     rng = np.random.default_rng(0)
-    rows = 2 * batch_size
+    rows = max(CIFAR_TRAIN_ROWS, batch_size) if shape[0] == 32 else 2 * batch_size
     split = Split(rng.integers(0, 256, (rows, *shape), np.uint8), rng.integers(0, num_classes, rows, np.int32))
     if shape[0] != 32:
         config.augment.crop_padding = 0  # ImageNet-size nets: no CIFAR padding

@@ -16,16 +16,16 @@ from tests.test_train import idx_config, idx_dir  # noqa: F401 (fixture)
 
 
 def test_replicas_at_once_equal_one_after_another(tmp_path, idx_dir):
-    group = [idx_config(idx_dir, **{"seed": seed, "train.steps": 6}) for seed in (0, 1)]
+    group = [idx_config(idx_dir, **{"seed": seed, "train.steps": 2}) for seed in (0, 1)]
     together = train.train_replicas(group, [tmp_path / "together0", tmp_path / "together1"])
     alone = [train.train_and_evaluate(c, tmp_path / f"alone{i}") for i, c in enumerate(group)]
     assert [s["seed"] for s in together] == [0, 1] and together[0]["replicas"] == 2
-    # vmap batches the convolutions: the same numbers up to float rounding, which a few steps
-    # of SGD amplify to about 1e-4.
+    # vmap batches the convolutions: the same numbers up to float rounding (about 1e-7 after
+    # two steps here; SGD on this tiny set amplifies it about tenfold per step after that).
     for i in range(2):
-        np.testing.assert_allclose(together[i]["train_loss"], alone[i]["train_loss"], rtol=1e-3)
+        np.testing.assert_allclose(together[i]["train_loss"], alone[i]["train_loss"], rtol=1e-5)
         assert abs(together[i]["test_error"] - alone[i]["test_error"]) <= 100 / 64  # one example
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3),
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5),
                      checkpoint.load(tmp_path / f"together{i}")[1]["params"],
                      checkpoint.load(tmp_path / f"alone{i}")[1]["params"])
     assert together[0]["train_loss"] != together[1]["train_loss"]  # the seeds differ

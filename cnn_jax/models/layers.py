@@ -9,7 +9,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnn_jax.models import canonical_conv
-from cnn_jax.models.batch_norm import BatchNorm
 
 ModuleDef = Callable[..., nn.Module]
 
@@ -49,7 +48,7 @@ def stored_relu(x: jnp.ndarray) -> jnp.ndarray:
 def batch_norm(train: bool, dtype: Any = jnp.float32) -> ModuleDef:
     """BatchNorm as in the papers' Torch/Caffe code: momentum 0.9, epsilon 1e-5."""
     return functools.partial(
-        BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype
+        nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype
     )
 
 

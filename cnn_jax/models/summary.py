@@ -27,9 +27,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cnn_jax.models import batch_norm, layers
+from cnn_jax.models import layers
 
-KINDS = ((nn.Conv, "conv"), (nn.Dense, "dense"), (batch_norm.BatchNorm, "batch_norm"), (nn.BatchNorm, "batch_norm"))
+KINDS = ((nn.Conv, "conv"), (nn.Dense, "dense"), (nn.BatchNorm, "batch_norm"))
 UNITS = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K"))
 
 
