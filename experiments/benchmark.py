@@ -39,6 +39,7 @@ log = logging.getLogger("experiments.benchmark")
 # The CIFAR nets draw their batches from a training set of CIFAR-10's size, as in training.
 CIFAR_TRAIN_ROWS = 50_000
 
+
 def benchmark_config(model: str, batch_size: int, dtype: str, scan: bool | None = None) -> ml_collections.ConfigDict:
     """The model's experiment config where one exists (cifar_*), else the CIFAR recipe (SGD,
     momentum, weight decay) applied to `model`."""
@@ -140,24 +141,23 @@ def compare_with_torch(
     """Our train step and the PyTorch twin's, timed in alternating rounds of `steps` steps each.
 
     Alternating cancels most of a shared machine's drift (10-20% here between runs); the
-    images/s are the medians over the rounds, and the ratio is ours / PyTorch's.
+    numbers are the medians over the rounds, and the ratio is ours / PyTorch's images/s.
     """
     run, info = prepare(model_name, batch_size, dtype, scan=scan)
     run_torch, torch_info = torch_reference.step_timer(model_name, batch_size)
     ours, theirs = [], []
     for _ in range(rounds):
-        ours.append(steps * batch_size / run(steps))
-        theirs.append(steps * batch_size / run_torch(steps))
-    images_per_sec, torch_images_per_sec = statistics.median(ours), statistics.median(theirs)
+        ours.append(run(steps))
+        theirs.append(run_torch(steps))
+    result = {**info, **speed(info, steps, statistics.median(ours)), "peak_memory_bytes": peak_memory_bytes()}
+    torch_images_per_sec = steps * batch_size / statistics.median(theirs)
     return {
-        **info,
-        **speed(info, steps, steps * batch_size / images_per_sec),
-        "peak_memory_bytes": peak_memory_bytes(),
-        "rounds_images_per_sec": ours,
+        **result,
+        "rounds_images_per_sec": [steps * batch_size / s for s in ours],
         "torch_images_per_sec": torch_images_per_sec,
-        "torch_rounds_images_per_sec": theirs,
+        "torch_rounds_images_per_sec": [steps * batch_size / s for s in theirs],
         "torch_version": torch_info["torch"],
-        "ratio": images_per_sec / torch_images_per_sec,
+        "ratio": result["images_per_sec"] / torch_images_per_sec,
     }
 
 

@@ -92,9 +92,3 @@ def step_timer(
     run(warmup)
     return run, {"device": device, "torch": torch.__version__, "threads": torch.get_num_threads()}
 
-
-def benchmark(model_name: str, batch_size: int, steps: int, warmup: int = 2, width: int = 16) -> dict[str, Any]:
-    """Images/s of PyTorch's train step for a cifar_resnet*/cifar_plain* net on random data."""
-    run, info = step_timer(model_name, batch_size, warmup, width)
-    seconds = run(steps)
-    return {"images_per_sec": steps * batch_size / seconds, "step_ms": 1000 * seconds / steps, **info}
