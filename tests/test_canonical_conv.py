@@ -29,6 +29,29 @@ def test_values_and_gradients_equal_lax(size, kernel, stride, padding):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4), actual, expected)
 
 
+@pytest.mark.parametrize("earlier", [1.5, -0.0, np.inf, -np.inf, np.nan])
+def test_after_returns_its_input_bit_for_bit(earlier):
+    x = jnp.array([[1.0, -2.5], [0.0, 3e-38]])
+    held = jax.jit(canonical_conv._after)(x, jnp.full((3, 2), earlier))
+    np.testing.assert_array_equal(np.asarray(held).view(np.uint32), np.asarray(x).view(np.uint32))
+
+
+def test_weight_gradient_of_an_infinite_gradient_matches_lax():
+    """The ordering reads dy and the partial sums; an inf there must not spread further."""
+    x = jax.random.normal(jax.random.key(0), (4 * canonical_conv.CHUNK, 6, 6, 2))
+    w = jax.random.normal(jax.random.key(1), (3, 3, 2, 3))
+    numbers = lax.conv_dimension_numbers(x.shape, w.shape, NHWC)
+    dy = jnp.zeros(x.shape[:3] + (3,)).at[0, 0, 0, 0].set(jnp.inf)
+
+    def weight_grad(conv):
+        return jax.vjp(lambda w: conv(x, w, (1, 1), "SAME", dimension_numbers=numbers), w)[1](dy)[0]
+
+    expected = weight_grad(lax.conv_general_dilated)
+    actual = weight_grad(canonical_conv.conv_general_dilated)
+    np.testing.assert_array_equal(np.isfinite(actual), np.isfinite(expected))
+    assert np.isfinite(expected).sum() > 0
+
+
 def test_grouped_convolutions_fall_back_to_lax():
     x = jax.random.normal(jax.random.key(0), (2, 8, 8, 4))
     w = jax.random.normal(jax.random.key(1), (3, 3, 2, 6))
