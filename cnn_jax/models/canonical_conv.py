@@ -10,7 +10,8 @@ the convolution's patch buffer small, and each chunk's transposes wait for the i
 gradient and for the previous chunk's product (`_after`). Left free, XLA's CPU runtime runs
 every transpose of the forward activations as soon as they exist, during the forward pass,
 concurrently with its convolutions, and all chunks at once: they compete for the two cores'
-caches (CIFAR ResNet-20 train step on 2 x86 cores: about 620 -> 670-740 images/s).
+caches (train step on 2 x86 cores, same process: ResNet-20 606 -> 630 images/s, ResNet-56
+218 -> 233).
 On GPUs and TPUs the gradients are lax's own (`lax.platform_dependent` picks at lowering).
 `use_eigen_convolutions_on_cpu` (called by every `experiments` command) picks XLA's Eigen
 convolution kernels over YNNPACK's, which are slower for these shapes.
