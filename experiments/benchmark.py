@@ -8,9 +8,9 @@ Each of `--rounds` rounds times one call of `--steps` steps; the numbers are the
 last line printed is one JSON object: images_per_sec, step_ms, compile_s, peak_memory_bytes
 (null where the backend does not report it), flops_per_step (the model's 6 x multiply-adds x
 batch: forward and backward, as `experiments.summary` counts them) and achieved_flops_per_sec.
-With --compare=torch the rounds alternate between our step and the PyTorch twin's, in one
-process, which cancels most of a shared machine's drift; the JSON adds both sides' images/s
-per round, the twin's median and the ratio (ours / PyTorch).
+With --compare=torch the rounds alternate between our step and the PyTorch twin's (which runs
+in a child process, idle while ours runs), which cancels most of a shared machine's drift; the
+JSON adds both sides' images/s per round, the twin's median and the ratio (ours / PyTorch).
 """
 
 import json
@@ -144,7 +144,7 @@ def compare_with_torch(
     numbers are the medians over the rounds, and the ratio is ours / PyTorch's images/s.
     """
     run, info = prepare(model_name, batch_size, dtype, scan=scan)
-    run_torch, torch_info = torch_reference.step_timer(model_name, batch_size)
+    run_torch, torch_info = torch_reference.step_timer_in_subprocess(model_name, batch_size)
     ours, theirs = [], []
     for _ in range(rounds):
         ours.append(run(steps))

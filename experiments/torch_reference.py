@@ -2,9 +2,12 @@
 
 Same architecture as cnn_jax.models.cifar_resnet (BN after every conv, option-A shortcuts,
 He-normal init) and the same update (momentum 0.9, weight decay 1e-4, lr 0.1), in the usual
-eager PyTorch style. Needs the `torch` extra.
+eager PyTorch style. Needs the `torch` extra. `step_timer_in_subprocess` runs it in a process
+of its own: PyTorch's OpenMP threads and those of the oneDNN library our CPU convolutions call
+(`cnn_jax.native.onednn`) would otherwise compete for the cores whenever either side runs.
 """
 
+import multiprocessing
 import time
 from typing import Any, Callable
 
@@ -92,3 +95,42 @@ def step_timer(
     run(warmup)
     return run, {"device": device, "torch": torch.__version__, "threads": torch.get_num_threads()}
 
+
+
+def step_timer_in_subprocess(
+    model_name: str, batch_size: int, timer: Callable = step_timer
+) -> tuple[Callable[[int], float], dict[str, Any]]:
+    """`timer(model_name, batch_size)` built and run in a child process, the same interface.
+
+    The child waits, idle, while the caller runs; `run(steps)` hands it the steps and waits
+    for its seconds. An error in the child is raised here. The child ends with the caller.
+    """
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    context.Process(target=_serve, args=(theirs, timer, model_name, batch_size), daemon=True).start()
+
+    def receive():
+        kind, value = ours.recv()
+        if kind == "error":
+            raise RuntimeError(f"The PyTorch twin failed: {value}")
+        return value
+
+    info = receive()
+
+    def run(steps: int) -> float:
+        ours.send(steps)
+        return receive()
+
+    return run, info
+
+
+def _serve(connection, timer: Callable, model_name: str, batch_size: int) -> None:
+    try:
+        run, info = timer(model_name, batch_size)
+        connection.send(("ok", info))
+        while True:
+            connection.send(("ok", run(connection.recv())))
+    except EOFError:  # the caller has finished
+        return
+    except Exception as e:  # reported to the caller, which raises it
+        connection.send(("error", f"{type(e).__name__}: {e}"))

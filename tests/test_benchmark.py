@@ -1,10 +1,12 @@
 """experiments.benchmark times the real train step and reports what it measured."""
 
+import os
+
 import pytest
 
 from cnn_jax import models
 from cnn_jax.models import summary
-from experiments import benchmark
+from experiments import benchmark, torch_reference
 
 
 def test_measure_reports_speed_compile_time_and_model_flops():
@@ -47,10 +49,31 @@ def test_compare_with_torch_alternates_rounds_and_reports_medians(monkeypatch):
         return run, {"torch": "fake"}
 
     monkeypatch.setattr(benchmark, "prepare", fake_prepare)
-    monkeypatch.setattr(benchmark.torch_reference, "step_timer", fake_step_timer)
+    monkeypatch.setattr(benchmark.torch_reference, "step_timer_in_subprocess", fake_step_timer)
     result = benchmark.compare_with_torch("cifar_resnet20", 8, steps=4, dtype="float32", rounds=3)
 
     assert calls == ["ours", "torch"] * 3
     assert result["rounds_images_per_sec"] == [32.0, 16.0, 64.0]
     assert result["images_per_sec"] == 32.0 and result["torch_images_per_sec"] == 16.0
     assert result["ratio"] == 2.0 and result["torch_version"] == "fake"
+
+
+def counting_timer(model_name, batch_size):
+    """A stand-in for the PyTorch twin: 'takes' one second per step, says where it runs."""
+    return (lambda steps: float(steps)), {"model": model_name, "batch_size": batch_size, "pid": os.getpid()}
+
+
+def failing_timer(model_name, batch_size):
+    raise ValueError(f"No PyTorch twin for {model_name!r}.")
+
+
+def test_the_twin_runs_in_a_process_of_its_own():
+    """Its OpenMP threads and ours (oneDNN's) never share a process."""
+    run, info = torch_reference.step_timer_in_subprocess("cifar_resnet20", 8, timer=counting_timer)
+    assert info["pid"] != os.getpid() and info["model"] == "cifar_resnet20"
+    assert [run(3), run(5)] == [3.0, 5.0]
+
+
+def test_a_failure_in_the_twins_process_is_raised_here():
+    with pytest.raises(RuntimeError, match="ValueError: No PyTorch twin for 'resnet50'"):
+        torch_reference.step_timer_in_subprocess("resnet50", 8, timer=failing_timer)

@@ -1,95 +1,37 @@
-"""A 2-D convolution whose gradients run fast on CPUs, inside compiled loops or not.
+"""Convolution gradients that XLA's CPU backend runs fast inside compiled loops.
 
-JAX differentiates a convolution into convolutions with permuted dimension labels (the
-weight gradient contracts over the batch). XLA's CPU backend turns those back into fast
-library calls at the top level of a program, but not inside loops (`lax.fori_loop`,
-`nn.scan`), where it falls back to a generic kernel some 10-70x slower. On CPUs this module
-writes both gradients out as NHWC x HWIO -> NHWC convolutions with explicit transposes,
-and computes the weight gradient in chunks of 16 images, one after another: a chunk keeps
-the convolution's patch buffer small, and each chunk's transposes wait for the incoming
-gradient and for the previous chunk's product (`_after`). Left free, XLA's CPU runtime runs
-every transpose of the forward activations as soon as they exist, during the forward pass,
-concurrently with its convolutions, and all chunks at once: they compete for the two cores'
-caches (train step on 2 x86 cores, same process: ResNet-20 606 -> 630 images/s, ResNet-56
-218 -> 233).
-On GPUs and TPUs the gradients are lax's own (`lax.platform_dependent` picks at lowering).
+The fallback of `cpu_conv` where oneDNN is not installed. JAX differentiates a convolution
+into convolutions with permuted dimension labels (the weight gradient contracts over the
+batch). XLA's CPU backend turns those back into fast library calls at the top level of a
+program, but not inside loops (`lax.fori_loop`, `nn.scan`), where it falls back to a generic
+kernel some 10-70x slower. `grads` writes both gradients out as NHWC x HWIO -> NHWC
+convolutions with explicit transposes, and computes the weight gradient in chunks of 16
+images, one after another: a chunk keeps the convolution's patch buffer small, and each
+chunk's transposes wait for the incoming gradient and for the previous chunk's product
+(`_after`). Left free, XLA's CPU runtime runs every transpose of the forward activations as
+soon as they exist, during the forward pass, concurrently with its convolutions, and all
+chunks at once: they compete for the two cores' caches (train step on 2 x86 cores, same
+process: ResNet-20 606 -> 630 images/s, ResNet-56 218 -> 233).
 `use_eigen_convolutions_on_cpu` (called by every `experiments` command) picks XLA's Eigen
 convolution kernels over YNNPACK's, which are slower for these shapes.
-
-Pass `conv_general_dilated=canonical_conv.conv_general_dilated` to `flax.linen.Conv`.
-Dilated, grouped and non-2-D convolutions go to `lax.conv_general_dilated` unchanged.
 """
 
-import functools
 import importlib.util
 import os
-from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-CHUNK = 16  # images per weight-gradient convolution on CPUs
+CHUNK = 16  # images per weight-gradient convolution
 NHWC = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2))
 
 
-def conv_general_dilated(
-    lhs: jax.Array,
-    rhs: jax.Array,
-    window_strides: Sequence[int],
-    padding: str | Sequence[tuple[int, int]],
-    lhs_dilation: Sequence[int] | None = None,
-    rhs_dilation: Sequence[int] | None = None,
-    dimension_numbers: Any = None,
-    feature_group_count: int = 1,
-    batch_group_count: int = 1,
-    precision: Any = None,
-    preferred_element_type: Any = None,
-) -> jax.Array:
-    """`lax.conv_general_dilated`, with CPU-friendly gradients for plain NHWC/HWIO 2-D convolutions."""
-    plain = (
-        lhs.ndim == 4
-        and feature_group_count == 1
-        and batch_group_count == 1
-        and all(d == 1 for d in tuple(lhs_dilation or ()) + tuple(rhs_dilation or ()))
-        and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) == NHWC
-    )
-    if not plain:
-        return lax.conv_general_dilated(
-            lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
-            feature_group_count, batch_group_count, precision, preferred_element_type,
-        )
-    if isinstance(padding, str):
-        padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
-    pads = tuple((int(lo), int(hi)) for lo, hi in padding)
-    return _conv(lhs, rhs, tuple(window_strides), pads, precision, preferred_element_type)
-
-
-def _lax_conv(x, w, strides, pads, precision, preferred_element_type=None):
-    return lax.conv_general_dilated(
-        x, w, strides, pads, dimension_numbers=NHWC, precision=precision,
-        preferred_element_type=preferred_element_type,
-    )
-
-
-_conv = jax.custom_vjp(_lax_conv, nondiff_argnums=(2, 3, 4, 5))
-
-
-def _conv_fwd(x, w, strides, pads, precision, preferred_element_type):
-    return _lax_conv(x, w, strides, pads, precision, preferred_element_type), (x, w)
-
-
-def _conv_bwd(strides, pads, precision, preferred_element_type, residuals, dy):
-    x, w = residuals
-    dy = dy.astype(x.dtype)
-    lax_grads = lambda x, w, dy: jax.vjp(
-        lambda x, w: _lax_conv(x, w, strides, pads, precision), x, w
-    )[1](dy)
-    cpu_grads = functools.partial(_cpu_grads, strides=strides, pads=pads, precision=precision)
-    return lax.platform_dependent(x, w, dy, cpu=cpu_grads, default=lax_grads)
-
-
-def _cpu_grads(x, w, dy, *, strides, pads, precision):
+def grads(
+    x: jax.Array, w: jax.Array, dy: jax.Array, *, strides: tuple[int, int],
+    pads: tuple[tuple[int, int], ...], precision=None,
+) -> tuple[jax.Array, jax.Array]:
+    """(dx, dw) of the NHWC x HWIO convolution of x and w, given its output gradient dy."""
     kernel = w.shape[:2]
     # Input gradient: dy (dilated by the stride) against the flipped kernel, in and out swapped.
     input_pads = [
@@ -124,8 +66,6 @@ def _after(x: jax.Array, earlier: jax.Array) -> jax.Array:
     element = earlier.ravel()[0]
     return x + jnp.where(jnp.isfinite(element), element, 0).astype(x.dtype) * 0
 
-
-_conv.defvjp(_conv_fwd, _conv_bwd)
 
 EIGEN_CONVOLUTIONS = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
 

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnn_jax.models import canonical_conv
+from cnn_jax.models import cpu_conv
 
 ModuleDef = Callable[..., nn.Module]
 
@@ -19,8 +19,7 @@ he_normal = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
 def conv(dtype: Any = jnp.float32) -> ModuleDef:
     """A bias-free convolution with 'SAME' padding and He-normal init (BN follows it).
 
-    Its gradients are canonical-layout convolutions (see `canonical_conv`), which keeps it
-    fast on CPUs inside compiled loops.
+    On CPUs it runs oneDNN's kernels, or XLA's in the layout they are fast in (see `cpu_conv`).
     """
     return functools.partial(
         nn.Conv,
@@ -28,7 +27,7 @@ def conv(dtype: Any = jnp.float32) -> ModuleDef:
         padding="SAME",
         kernel_init=he_normal,
         dtype=dtype,
-        conv_general_dilated=canonical_conv.conv_general_dilated,
+        conv_general_dilated=cpu_conv.conv_general_dilated,
     )
 
 

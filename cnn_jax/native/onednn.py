@@ -1,0 +1,114 @@
+"""oneDNN's convolution kernels inside compiled JAX programs on CPUs, through XLA's FFI.
+
+XLA's own CPU convolutions (Eigen's) compute weight gradients at about half the speed of
+oneDNN's, the library PyTorch trains with on CPUs. `onednn_conv.cc` wraps oneDNN's forward,
+input-gradient and weight-gradient kernels as XLA FFI handlers. This module compiles it once
+per machine and version (a C++ compiler and oneDNN's headers: `apt-get install libdnnl-dev`),
+into `~/.cache/cnn_jax/native`, loads it and registers the handlers with JAX. Where the
+library cannot be built or loaded, or `CNN_JAX_ONEDNN=0`, `available()` is False (with one
+warning saying why) and `cnn_jax.models.cpu_conv` uses XLA's kernels.
+"""
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import pathlib
+import subprocess
+import tempfile
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import jaxlib
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+SOURCE = pathlib.Path(__file__).with_name("onednn_conv.cc")
+TARGETS = ("cnn_jax_onednn_conv_forward", "cnn_jax_onednn_conv_input_grad", "cnn_jax_onednn_conv_weight_grad")
+Padding = Sequence[tuple[int, int]]
+
+
+class BuildError(Exception):
+    """The handlers could not be compiled or loaded."""
+
+
+def library_path() -> pathlib.Path:
+    """Where the compiled handlers live: one file per source and jaxlib version."""
+    digest = hashlib.sha256(SOURCE.read_bytes() + jaxlib.__version__.encode()).hexdigest()[:16]
+    cache = pathlib.Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser()
+    return cache / "cnn_jax" / "native" / f"onednn_conv-{digest}.so"
+
+
+def build(target: pathlib.Path) -> None:
+    """Compiles the handlers into `target` (atomically: concurrent builds are safe)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+        output = pathlib.Path(scratch) / target.name
+        command = [
+            os.environ.get("CXX", "c++"), "-O3", "-std=c++17", "-shared", "-fPIC",
+            f"-I{jax.ffi.include_dir()}", str(SOURCE), "-o", str(output), "-ldnnl",
+        ]
+        try:
+            result = subprocess.run(command, capture_output=True, text=True)
+        except OSError as e:
+            raise BuildError(f"no C++ compiler ({e.strerror}: {command[0]})") from e
+        if result.returncode:
+            errors = [line for line in result.stderr.splitlines() if "error" in line]
+            raise BuildError((errors or result.stderr.splitlines() or ["compiler failed"])[0])
+        os.replace(output, target)
+
+
+@functools.cache
+def available() -> bool:
+    """Builds (once per machine), loads and registers the handlers; False where that fails."""
+    if os.environ.get("CNN_JAX_ONEDNN", "1") == "0":
+        return False
+    path = library_path()
+    try:
+        if not path.exists():
+            build(path)
+        library = ctypes.CDLL(str(path))
+    except (BuildError, OSError) as e:
+        log.warning(
+            "oneDNN's convolutions are not available (%s); CPU convolutions use XLA's, about "
+            "half as fast in training. `apt-get install libdnnl-dev` provides oneDNN; "
+            "CNN_JAX_ONEDNN=0 silences this.", e,
+        )
+        return False
+    for name in TARGETS:
+        jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(library, name)), platform="cpu")
+    return True
+
+
+def output_shape(x_shape: Sequence[int], w_shape: Sequence[int], strides: Sequence[int], padding: Padding) -> tuple[int, ...]:
+    """NHWC output shape of an NHWC x HWIO convolution."""
+    spatial = [
+        (size + lo + hi - k) // s + 1
+        for size, k, s, (lo, hi) in zip(x_shape[1:3], w_shape[:2], strides, padding)
+    ]
+    return (x_shape[0], *spatial, w_shape[3])
+
+
+def forward(x: jax.Array, w: jax.Array, strides: Sequence[int], padding: Padding) -> jax.Array:
+    """The convolution of float32 NHWC images with an HWIO kernel."""
+    return _call(TARGETS[0], output_shape(x.shape, w.shape, strides, padding), x, w, strides, padding)
+
+
+def input_grad(dy: jax.Array, w: jax.Array, x_shape: Sequence[int], strides: Sequence[int], padding: Padding) -> jax.Array:
+    """The gradient with respect to the images, given the output gradient dy."""
+    return _call(TARGETS[1], tuple(x_shape), dy, w, strides, padding)
+
+
+def weight_grad(x: jax.Array, dy: jax.Array, w_shape: Sequence[int], strides: Sequence[int], padding: Padding) -> jax.Array:
+    """The gradient with respect to the kernel, given the images and the output gradient dy."""
+    return _call(TARGETS[2], tuple(w_shape), x, dy, strides, padding)
+
+
+def _call(target: str, shape: tuple[int, ...], a: jax.Array, b: jax.Array, strides, padding) -> jax.Array:
+    # Under vmap (seeds trained together, BatchNorm groups) the handler runs once per element.
+    call = jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(shape, jnp.float32), vmap_method="sequential")
+    return call(a, b, strides=np.asarray(strides, np.int64), padding=np.asarray(padding, np.int64).ravel())
+

@@ -1,0 +1,206 @@
+// oneDNN's convolution kernels as XLA FFI handlers (see cnn_jax/native/onednn.py).
+//
+// Three handlers for float32 2-D convolutions of NHWC images with HWIO kernels, each with
+// attributes `strides` (2 values) and `padding` (top, bottom, left, right):
+//
+//   cnn_jax_onednn_conv_forward          (x, w)  -> y
+//   cnn_jax_onednn_conv_input_grad       (dy, w) -> dx
+//   cnn_jax_onednn_conv_weight_grad      (x, dy) -> dw
+//
+// Images and gradients stay NHWC ("channels last" to oneDNN). The kernel, a few KB, is
+// reordered into and out of the blocked layout that oneDNN's vectorized kernels choose.
+// Primitives are built once per shape and thread and reused: a primitive with its own scratch
+// memory must not run on two threads at once, and XLA's runtime calls handlers from several.
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <tuple>
+
+#include "oneapi/dnnl/dnnl.hpp"
+#include "xla/ffi/api/ffi.h"
+
+namespace {
+
+namespace ffi = xla::ffi;
+using dnnl::memory;
+using Images = ffi::Buffer<ffi::F32, 4>;
+using Dims = ffi::Span<const int64_t>;
+
+// The shapes of one convolution: x [n, h, w, c], kernel [kh, kw, c, o], y [n, oh, ow, o].
+struct Shape {
+  int64_t n, h, w, c, kh, kw, o, oh, ow;
+  int64_t stride_h, stride_w, pad_top, pad_bottom, pad_left, pad_right;
+
+  auto key() const {
+    return std::make_tuple(n, h, w, c, kh, kw, o, oh, ow, stride_h, stride_w, pad_top,
+                           pad_bottom, pad_left, pad_right);
+  }
+  bool consistent() const {
+    return oh == (h + pad_top + pad_bottom - kh) / stride_h + 1 &&
+           ow == (w + pad_left + pad_right - kw) / stride_w + 1;
+  }
+};
+
+dnnl::engine& Engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+dnnl::stream& Stream() {
+  thread_local dnnl::stream stream(Engine());
+  return stream;
+}
+
+// A reorder between two layouts of the kernel; empty where they are the same.
+struct KernelReorder {
+  memory::desc to;
+  std::unique_ptr<dnnl::reorder> reorder;
+
+  KernelReorder(const memory::desc& from, const memory::desc& to_desc) : to(to_desc) {
+    if (from != to) {
+      reorder = std::make_unique<dnnl::reorder>(
+          dnnl::reorder::primitive_desc(Engine(), from, Engine(), to));
+    }
+  }
+};
+
+// The three primitives of one convolution shape, and the kernel in each one's layout.
+struct Convolution {
+  memory::desc images, kernel, outputs;  // NHWC, HWIO, NHWC
+  dnnl::convolution_forward forward;
+  dnnl::convolution_backward_data input_grad;
+  dnnl::convolution_backward_weights weight_grad;
+  std::unique_ptr<KernelReorder> forward_kernel, input_grad_kernel, weight_grad_kernel;
+  memory forward_w, input_grad_w, weight_grad_w;
+
+  explicit Convolution(const Shape& s) {
+    using tag = memory::format_tag;
+    const auto f32 = memory::data_type::f32;
+    images = memory::desc({s.n, s.c, s.h, s.w}, f32, tag::nhwc);
+    kernel = memory::desc({s.o, s.c, s.kh, s.kw}, f32, tag::hwio);
+    outputs = memory::desc({s.n, s.o, s.oh, s.ow}, f32, tag::nhwc);
+    const memory::desc any_kernel({s.o, s.c, s.kh, s.kw}, f32, tag::any);
+    const memory::dims strides{s.stride_h, s.stride_w};
+    const memory::dims pad_low{s.pad_top, s.pad_left}, pad_high{s.pad_bottom, s.pad_right};
+    const auto direct = dnnl::algorithm::convolution_direct;
+#if DNNL_VERSION_MAJOR >= 3
+    dnnl::convolution_forward::primitive_desc forward_pd(
+        Engine(), dnnl::prop_kind::forward_training, direct, images, any_kernel, outputs,
+        strides, pad_low, pad_high);
+    dnnl::convolution_backward_data::primitive_desc input_grad_pd(
+        Engine(), direct, images, any_kernel, outputs, strides, pad_low, pad_high, forward_pd);
+    dnnl::convolution_backward_weights::primitive_desc weight_grad_pd(
+        Engine(), direct, images, any_kernel, outputs, strides, pad_low, pad_high, forward_pd);
+#else
+    dnnl::convolution_forward::primitive_desc forward_pd(
+        {dnnl::prop_kind::forward_training, direct, images, any_kernel, outputs, strides,
+         pad_low, pad_high},
+        Engine());
+    dnnl::convolution_backward_data::primitive_desc input_grad_pd(
+        {direct, images, any_kernel, outputs, strides, pad_low, pad_high}, Engine(), forward_pd);
+    dnnl::convolution_backward_weights::primitive_desc weight_grad_pd(
+        {direct, images, any_kernel, outputs, strides, pad_low, pad_high}, Engine(), forward_pd);
+#endif
+    forward = dnnl::convolution_forward(forward_pd);
+    input_grad = dnnl::convolution_backward_data(input_grad_pd);
+    weight_grad = dnnl::convolution_backward_weights(weight_grad_pd);
+    forward_kernel = std::make_unique<KernelReorder>(kernel, forward_pd.weights_desc());
+    input_grad_kernel = std::make_unique<KernelReorder>(kernel, input_grad_pd.weights_desc());
+    weight_grad_kernel =
+        std::make_unique<KernelReorder>(weight_grad_pd.diff_weights_desc(), kernel);
+    forward_w = memory(forward_pd.weights_desc(), Engine());
+    input_grad_w = memory(input_grad_pd.weights_desc(), Engine());
+    weight_grad_w = memory(weight_grad_pd.diff_weights_desc(), Engine());
+  }
+};
+
+Convolution& Lookup(const Shape& shape) {
+  thread_local std::map<decltype(shape.key()), std::unique_ptr<Convolution>> cache;
+  auto& entry = cache[shape.key()];
+  if (!entry) entry = std::make_unique<Convolution>(shape);
+  return *entry;
+}
+
+// The kernel `user` (HWIO) in the primitive's layout: `user` itself, or a reordered copy.
+memory KernelIn(KernelReorder& reorder, memory& scratch, memory& user) {
+  if (!reorder.reorder) return user;
+  reorder.reorder->execute(Stream(), user, scratch);
+  return scratch;
+}
+
+Shape MakeShape(Dims x, Dims kernel, Dims y, Dims strides, Dims padding) {
+  return Shape{x[0],       x[1],       x[2],       x[3],       kernel[0],
+               kernel[1],  kernel[3],  y[1],       y[2],       strides[0],
+               strides[1], padding[0], padding[1], padding[2], padding[3]};
+}
+
+// Runs `body` on the cached convolution of `shape`, turning oneDNN's exceptions into errors.
+template <typename Body>
+ffi::Error Run(const Shape& shape, Dims strides, Dims padding, Body body) {
+  if (strides.size() != 2 || padding.size() != 4 || !shape.consistent()) {
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument,
+                      "oneDNN convolution: shapes, strides and padding do not agree");
+  }
+  try {
+    body(Lookup(shape));
+    Stream().wait();
+  } catch (const dnnl::error& e) {
+    return ffi::Error(ffi::ErrorCode::kInternal, std::string("oneDNN convolution: ") + e.what());
+  }
+  return ffi::Error::Success();
+}
+
+ffi::Error Forward(Images x, Images w, ffi::ResultBuffer<ffi::F32, 4> y, Dims strides,
+                   Dims padding) {
+  const Shape shape = MakeShape(x.dimensions(), w.dimensions(), y->dimensions(), strides, padding);
+  return Run(shape, strides, padding, [&](Convolution& conv) {
+    memory user_w(conv.kernel, Engine(), w.typed_data());
+    memory kernel = KernelIn(*conv.forward_kernel, conv.forward_w, user_w);
+    conv.forward.execute(Stream(), {{DNNL_ARG_SRC, memory(conv.images, Engine(), x.typed_data())},
+                                    {DNNL_ARG_WEIGHTS, kernel},
+                                    {DNNL_ARG_DST, memory(conv.outputs, Engine(), y->typed_data())}});
+  });
+}
+
+ffi::Error InputGrad(Images dy, Images w, ffi::ResultBuffer<ffi::F32, 4> dx, Dims strides,
+                     Dims padding) {
+  const Shape shape = MakeShape(dx->dimensions(), w.dimensions(), dy.dimensions(), strides, padding);
+  return Run(shape, strides, padding, [&](Convolution& conv) {
+    memory user_w(conv.kernel, Engine(), w.typed_data());
+    memory kernel = KernelIn(*conv.input_grad_kernel, conv.input_grad_w, user_w);
+    conv.input_grad.execute(
+        Stream(), {{DNNL_ARG_DIFF_DST, memory(conv.outputs, Engine(), dy.typed_data())},
+                   {DNNL_ARG_WEIGHTS, kernel},
+                   {DNNL_ARG_DIFF_SRC, memory(conv.images, Engine(), dx->typed_data())}});
+  });
+}
+
+ffi::Error WeightGrad(Images x, Images dy, ffi::ResultBuffer<ffi::F32, 4> dw, Dims strides,
+                      Dims padding) {
+  const Shape shape = MakeShape(x.dimensions(), dw->dimensions(), dy.dimensions(), strides, padding);
+  return Run(shape, strides, padding, [&](Convolution& conv) {
+    memory user_dw(conv.kernel, Engine(), dw->typed_data());
+    const bool reordered = conv.weight_grad_kernel->reorder != nullptr;
+    conv.weight_grad.execute(
+        Stream(), {{DNNL_ARG_SRC, memory(conv.images, Engine(), x.typed_data())},
+                   {DNNL_ARG_DIFF_DST, memory(conv.outputs, Engine(), dy.typed_data())},
+                   {DNNL_ARG_DIFF_WEIGHTS, reordered ? conv.weight_grad_w : user_dw}});
+    if (reordered) conv.weight_grad_kernel->reorder->execute(Stream(), conv.weight_grad_w, user_dw);
+  });
+}
+
+}  // namespace
+
+#define CNN_JAX_BINDING                                                   \
+  ffi::Ffi::Bind()                                                        \
+      .Arg<Images>()                                                      \
+      .Arg<Images>()                                                      \
+      .Ret<ffi::Buffer<ffi::F32, 4>>()                                    \
+      .Attr<Dims>("strides")                                              \
+      .Attr<Dims>("padding")
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(cnn_jax_onednn_conv_forward, Forward, CNN_JAX_BINDING);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(cnn_jax_onednn_conv_input_grad, InputGrad, CNN_JAX_BINDING);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(cnn_jax_onednn_conv_weight_grad, WeightGrad, CNN_JAX_BINDING);
