@@ -110,7 +110,9 @@ def _conv_bwd(strides, pads, precision, preferred_element_type, residuals, dy):
             onednn.weight_grad(x, dy, w.shape, strides, pads),
         )
     else:
-        cpu_grads = functools.partial(canonical_conv.grads, strides=strides, pads=pads, precision=precision)
+        cpu_grads = functools.partial(
+            canonical_conv.grads, strides=strides, pads=pads, precision=precision
+        )
     return lax.platform_dependent(x, w, dy, cpu=cpu_grads, default=lax_grads)
 
 

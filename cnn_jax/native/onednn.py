@@ -27,7 +27,12 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 SOURCE = pathlib.Path(__file__).with_name("onednn_conv.cc")
-TARGETS = ("cnn_jax_onednn_conv_forward", "cnn_jax_onednn_conv_input_grad", "cnn_jax_onednn_conv_weight_grad")
+TARGETS = (
+    "cnn_jax_onednn_conv_forward",
+    "cnn_jax_onednn_conv_input_grad",
+    "cnn_jax_onednn_conv_weight_grad",
+)
+COMPILER_FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC")
 Padding = Sequence[tuple[int, int]]
 
 
@@ -47,10 +52,9 @@ def build(target: pathlib.Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         output = pathlib.Path(scratch) / target.name
-        command = [
-            os.environ.get("CXX", "c++"), "-O3", "-std=c++17", "-shared", "-fPIC",
-            f"-I{jax.ffi.include_dir()}", str(SOURCE), "-o", str(output), "-ldnnl",
-        ]
+        compiler = os.environ.get("CXX", "c++")
+        include = f"-I{jax.ffi.include_dir()}"
+        command = [compiler, *COMPILER_FLAGS, include, str(SOURCE), "-o", str(output), "-ldnnl"]
         try:
             result = subprocess.run(command, capture_output=True, text=True)
         except OSError as e:
@@ -61,20 +65,29 @@ def build(target: pathlib.Path) -> None:
         os.replace(output, target)
 
 
+def load(path: pathlib.Path) -> ctypes.CDLL:
+    """The compiled handlers at `path`, built first where they are missing or no longer load
+    (built against a oneDNN that has since been replaced)."""
+    if not path.exists():
+        build(path)
+    try:
+        return ctypes.CDLL(str(path))
+    except OSError:
+        build(path)
+        return ctypes.CDLL(str(path))
+
+
 @functools.cache
 def available() -> bool:
     """Builds (once per machine), loads and registers the handlers; False where that fails."""
     if os.environ.get("CNN_JAX_ONEDNN", "1") == "0":
         return False
-    path = library_path()
     try:
-        if not path.exists():
-            build(path)
-        library = ctypes.CDLL(str(path))
+        library = load(library_path())
     except (BuildError, OSError) as e:
         log.warning(
-            "oneDNN's convolutions are not available (%s); CPU convolutions use XLA's, about "
-            "half as fast in training. `apt-get install libdnnl-dev` provides oneDNN; "
+            "oneDNN's convolutions are not available (%s); CPU convolutions use XLA's, and "
+            "training runs about 1.5x slower. `apt-get install libdnnl-dev` provides oneDNN; "
             "CNN_JAX_ONEDNN=0 silences this.", e,
         )
         return False
@@ -83,7 +96,9 @@ def available() -> bool:
     return True
 
 
-def output_shape(x_shape: Sequence[int], w_shape: Sequence[int], strides: Sequence[int], padding: Padding) -> tuple[int, ...]:
+def output_shape(
+    x_shape: Sequence[int], w_shape: Sequence[int], strides: Sequence[int], padding: Padding
+) -> tuple[int, ...]:
     """NHWC output shape of an NHWC x HWIO convolution."""
     spatial = [
         (size + lo + hi - k) // s + 1
@@ -94,21 +109,32 @@ def output_shape(x_shape: Sequence[int], w_shape: Sequence[int], strides: Sequen
 
 def forward(x: jax.Array, w: jax.Array, strides: Sequence[int], padding: Padding) -> jax.Array:
     """The convolution of float32 NHWC images with an HWIO kernel."""
-    return _call(TARGETS[0], output_shape(x.shape, w.shape, strides, padding), x, w, strides, padding)
+    return _call(
+        TARGETS[0], output_shape(x.shape, w.shape, strides, padding), x, w, strides, padding
+    )
 
 
-def input_grad(dy: jax.Array, w: jax.Array, x_shape: Sequence[int], strides: Sequence[int], padding: Padding) -> jax.Array:
+def input_grad(
+    dy: jax.Array, w: jax.Array, x_shape: Sequence[int], strides: Sequence[int], padding: Padding
+) -> jax.Array:
     """The gradient with respect to the images, given the output gradient dy."""
     return _call(TARGETS[1], tuple(x_shape), dy, w, strides, padding)
 
 
-def weight_grad(x: jax.Array, dy: jax.Array, w_shape: Sequence[int], strides: Sequence[int], padding: Padding) -> jax.Array:
+def weight_grad(
+    x: jax.Array, dy: jax.Array, w_shape: Sequence[int], strides: Sequence[int], padding: Padding
+) -> jax.Array:
     """The gradient with respect to the kernel, given the images and the output gradient dy."""
     return _call(TARGETS[2], tuple(w_shape), x, dy, strides, padding)
 
 
-def _call(target: str, shape: tuple[int, ...], a: jax.Array, b: jax.Array, strides, padding) -> jax.Array:
+def _call(
+    target: str, shape: tuple[int, ...], a: jax.Array, b: jax.Array, strides, padding
+) -> jax.Array:
     # Under vmap (seeds trained together, BatchNorm groups) the handler runs once per element.
-    call = jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(shape, jnp.float32), vmap_method="sequential")
-    return call(a, b, strides=np.asarray(strides, np.int64), padding=np.asarray(padding, np.int64).ravel())
-
+    call = jax.ffi.ffi_call(
+        target, jax.ShapeDtypeStruct(shape, jnp.float32), vmap_method="sequential"
+    )
+    return call(
+        a, b, strides=np.asarray(strides, np.int64), padding=np.asarray(padding, np.int64).ravel()
+    )

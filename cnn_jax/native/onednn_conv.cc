@@ -13,6 +13,7 @@
 // memory must not run on two threads at once, and XLA's runtime calls handlers from several.
 
 #include <cstdint>
+#include <exception>
 #include <map>
 #include <memory>
 #include <string>
@@ -53,27 +54,43 @@ dnnl::stream& Stream() {
   return stream;
 }
 
-// A reorder between two layouts of the kernel; empty where they are the same.
-struct KernelReorder {
-  memory::desc to;
-  std::unique_ptr<dnnl::reorder> reorder;
-
-  KernelReorder(const memory::desc& from, const memory::desc& to_desc) : to(to_desc) {
-    if (from != to) {
-      reorder = std::make_unique<dnnl::reorder>(
-          dnnl::reorder::primitive_desc(Engine(), from, Engine(), to));
-    }
+// The kernel in the layout one primitive works in: the caller's HWIO buffer itself where the
+// layouts agree, else a scratch buffer and a reorder into it (read) or out of it (written).
+class KernelLayout {
+ public:
+  KernelLayout(const memory::desc& hwio, const memory::desc& wanted, bool written) {
+    if (hwio == wanted) return;
+    scratch_ = memory(wanted, Engine());
+    reorder_ = written ? Reorder(wanted, hwio) : Reorder(hwio, wanted);
   }
+
+  // The kernel to read: `hwio` itself, or its copy in the primitive's layout.
+  memory Read(memory& hwio) {
+    if (!reorder_) return hwio;
+    reorder_->execute(Stream(), hwio, scratch_);
+    return scratch_;
+  }
+  // Where the primitive writes the kernel; `Written` then copies it into `hwio`.
+  memory Target(memory& hwio) { return reorder_ ? scratch_ : hwio; }
+  void Written(memory& hwio) {
+    if (reorder_) reorder_->execute(Stream(), scratch_, hwio);
+  }
+
+ private:
+  static std::unique_ptr<dnnl::reorder> Reorder(const memory::desc& from, const memory::desc& to) {
+    return std::make_unique<dnnl::reorder>(dnnl::reorder::primitive_desc(Engine(), from, Engine(), to));
+  }
+  memory scratch_;
+  std::unique_ptr<dnnl::reorder> reorder_;
 };
 
-// The three primitives of one convolution shape, and the kernel in each one's layout.
+// The three primitives of one convolution shape, each with the kernel in its layout.
 struct Convolution {
   memory::desc images, kernel, outputs;  // NHWC, HWIO, NHWC
   dnnl::convolution_forward forward;
   dnnl::convolution_backward_data input_grad;
   dnnl::convolution_backward_weights weight_grad;
-  std::unique_ptr<KernelReorder> forward_kernel, input_grad_kernel, weight_grad_kernel;
-  memory forward_w, input_grad_w, weight_grad_w;
+  std::unique_ptr<KernelLayout> forward_kernel, input_grad_kernel, weight_grad_kernel;
 
   explicit Convolution(const Shape& s) {
     using tag = memory::format_tag;
@@ -106,13 +123,10 @@ struct Convolution {
     forward = dnnl::convolution_forward(forward_pd);
     input_grad = dnnl::convolution_backward_data(input_grad_pd);
     weight_grad = dnnl::convolution_backward_weights(weight_grad_pd);
-    forward_kernel = std::make_unique<KernelReorder>(kernel, forward_pd.weights_desc());
-    input_grad_kernel = std::make_unique<KernelReorder>(kernel, input_grad_pd.weights_desc());
+    forward_kernel = std::make_unique<KernelLayout>(kernel, forward_pd.weights_desc(), false);
+    input_grad_kernel = std::make_unique<KernelLayout>(kernel, input_grad_pd.weights_desc(), false);
     weight_grad_kernel =
-        std::make_unique<KernelReorder>(weight_grad_pd.diff_weights_desc(), kernel);
-    forward_w = memory(forward_pd.weights_desc(), Engine());
-    input_grad_w = memory(input_grad_pd.weights_desc(), Engine());
-    weight_grad_w = memory(weight_grad_pd.diff_weights_desc(), Engine());
+        std::make_unique<KernelLayout>(kernel, weight_grad_pd.diff_weights_desc(), true);
   }
 };
 
@@ -123,30 +137,24 @@ Convolution& Lookup(const Shape& shape) {
   return *entry;
 }
 
-// The kernel `user` (HWIO) in the primitive's layout: `user` itself, or a reordered copy.
-memory KernelIn(KernelReorder& reorder, memory& scratch, memory& user) {
-  if (!reorder.reorder) return user;
-  reorder.reorder->execute(Stream(), user, scratch);
-  return scratch;
-}
-
-Shape MakeShape(Dims x, Dims kernel, Dims y, Dims strides, Dims padding) {
-  return Shape{x[0],       x[1],       x[2],       x[3],       kernel[0],
-               kernel[1],  kernel[3],  y[1],       y[2],       strides[0],
-               strides[1], padding[0], padding[1], padding[2], padding[3]};
-}
-
-// Runs `body` on the cached convolution of `shape`, turning oneDNN's exceptions into errors.
+// Runs `body` on the cached convolution of these shapes, turning exceptions into errors.
 template <typename Body>
-ffi::Error Run(const Shape& shape, Dims strides, Dims padding, Body body) {
-  if (strides.size() != 2 || padding.size() != 4 || !shape.consistent()) {
+ffi::Error Run(Dims x, Dims kernel, Dims y, Dims strides, Dims padding, Body body) {
+  if (strides.size() != 2 || padding.size() != 4) {
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument,
+                      "oneDNN convolution: expected 2 strides and 4 paddings");
+  }
+  const Shape shape{x[0],       x[1],       x[2],       x[3],       kernel[0],
+                    kernel[1],  kernel[3],  y[1],       y[2],       strides[0],
+                    strides[1], padding[0], padding[1], padding[2], padding[3]};
+  if (!shape.consistent() || kernel[2] != x[3] || y[0] != x[0]) {
     return ffi::Error(ffi::ErrorCode::kInvalidArgument,
                       "oneDNN convolution: shapes, strides and padding do not agree");
   }
   try {
     body(Lookup(shape));
     Stream().wait();
-  } catch (const dnnl::error& e) {
+  } catch (const std::exception& e) {
     return ffi::Error(ffi::ErrorCode::kInternal, std::string("oneDNN convolution: ") + e.what());
   }
   return ffi::Error::Success();
@@ -154,40 +162,34 @@ ffi::Error Run(const Shape& shape, Dims strides, Dims padding, Body body) {
 
 ffi::Error Forward(Images x, Images w, ffi::ResultBuffer<ffi::F32, 4> y, Dims strides,
                    Dims padding) {
-  const Shape shape = MakeShape(x.dimensions(), w.dimensions(), y->dimensions(), strides, padding);
-  return Run(shape, strides, padding, [&](Convolution& conv) {
-    memory user_w(conv.kernel, Engine(), w.typed_data());
-    memory kernel = KernelIn(*conv.forward_kernel, conv.forward_w, user_w);
+  return Run(x.dimensions(), w.dimensions(), y->dimensions(), strides, padding, [&](Convolution& conv) {
+    memory hwio(conv.kernel, Engine(), w.typed_data());
     conv.forward.execute(Stream(), {{DNNL_ARG_SRC, memory(conv.images, Engine(), x.typed_data())},
-                                    {DNNL_ARG_WEIGHTS, kernel},
+                                    {DNNL_ARG_WEIGHTS, conv.forward_kernel->Read(hwio)},
                                     {DNNL_ARG_DST, memory(conv.outputs, Engine(), y->typed_data())}});
   });
 }
 
 ffi::Error InputGrad(Images dy, Images w, ffi::ResultBuffer<ffi::F32, 4> dx, Dims strides,
                      Dims padding) {
-  const Shape shape = MakeShape(dx->dimensions(), w.dimensions(), dy.dimensions(), strides, padding);
-  return Run(shape, strides, padding, [&](Convolution& conv) {
-    memory user_w(conv.kernel, Engine(), w.typed_data());
-    memory kernel = KernelIn(*conv.input_grad_kernel, conv.input_grad_w, user_w);
+  return Run(dx->dimensions(), w.dimensions(), dy.dimensions(), strides, padding, [&](Convolution& conv) {
+    memory hwio(conv.kernel, Engine(), w.typed_data());
     conv.input_grad.execute(
         Stream(), {{DNNL_ARG_DIFF_DST, memory(conv.outputs, Engine(), dy.typed_data())},
-                   {DNNL_ARG_WEIGHTS, kernel},
+                   {DNNL_ARG_WEIGHTS, conv.input_grad_kernel->Read(hwio)},
                    {DNNL_ARG_DIFF_SRC, memory(conv.images, Engine(), dx->typed_data())}});
   });
 }
 
 ffi::Error WeightGrad(Images x, Images dy, ffi::ResultBuffer<ffi::F32, 4> dw, Dims strides,
                       Dims padding) {
-  const Shape shape = MakeShape(x.dimensions(), dw->dimensions(), dy.dimensions(), strides, padding);
-  return Run(shape, strides, padding, [&](Convolution& conv) {
-    memory user_dw(conv.kernel, Engine(), dw->typed_data());
-    const bool reordered = conv.weight_grad_kernel->reorder != nullptr;
+  return Run(x.dimensions(), dw->dimensions(), dy.dimensions(), strides, padding, [&](Convolution& conv) {
+    memory hwio(conv.kernel, Engine(), dw->typed_data());
     conv.weight_grad.execute(
         Stream(), {{DNNL_ARG_SRC, memory(conv.images, Engine(), x.typed_data())},
                    {DNNL_ARG_DIFF_DST, memory(conv.outputs, Engine(), dy.typed_data())},
-                   {DNNL_ARG_DIFF_WEIGHTS, reordered ? conv.weight_grad_w : user_dw}});
-    if (reordered) conv.weight_grad_kernel->reorder->execute(Stream(), conv.weight_grad_w, user_dw);
+                   {DNNL_ARG_DIFF_WEIGHTS, conv.weight_grad_kernel->Target(hwio)}});
+    conv.weight_grad_kernel->Written(hwio);
   });
 }
 
