@@ -31,6 +31,10 @@ _STEPS = flags.DEFINE_integer("steps", 20, "Timed steps per round (after 2 warm-
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Timed rounds; images/s is the median.")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Computation dtype.")
 _COMPARE = flags.DEFINE_enum("compare", None, ["torch"], "Also time a PyTorch implementation.")
+_TORCH_CHANNELS_LAST = flags.DEFINE_bool(
+    "torch_channels_last", False,
+    "Time the PyTorch twin in channels-last (NHWC) memory format, its faster CPU layout.",
+)
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", None, "Input height = width (default: the model's).")
 _SCAN = flags.DEFINE_bool("scan", None, "CIFAR nets: scan over identical blocks (default: the model's).")
 
@@ -136,7 +140,8 @@ def measure(
 
 
 def compare_with_torch(
-    model_name: str, batch_size: int, steps: int, dtype: str, rounds: int, scan: bool | None = None
+    model_name: str, batch_size: int, steps: int, dtype: str, rounds: int, scan: bool | None = None,
+    torch_channels_last: bool = False,
 ) -> dict:
     """Our train step and the PyTorch twin's, timed in alternating rounds of `steps` steps each.
 
@@ -144,7 +149,9 @@ def compare_with_torch(
     numbers are the medians over the rounds, and the ratio is ours / PyTorch's images/s.
     """
     run, info = prepare(model_name, batch_size, dtype, scan=scan)
-    run_torch, torch_info = torch_reference.step_timer_in_subprocess(model_name, batch_size)
+    run_torch, torch_info = torch_reference.step_timer_in_subprocess(
+        model_name, batch_size, channels_last=torch_channels_last
+    )
     ours, theirs = [], []
     for _ in range(rounds):
         ours.append(run(steps))
@@ -157,6 +164,7 @@ def compare_with_torch(
         "torch_images_per_sec": torch_images_per_sec,
         "torch_rounds_images_per_sec": [steps * batch_size / s for s in theirs],
         "torch_version": torch_info["torch"],
+        "torch_memory_format": torch_info["memory_format"],
         "ratio": result["images_per_sec"] / torch_images_per_sec,
     }
 
@@ -167,7 +175,8 @@ def main(argv: list[str]) -> None:
     jax.config.update("jax_enable_compilation_cache", False)  # compile_s times a real compile
     if _COMPARE.value == "torch":
         result = compare_with_torch(
-            _MODEL.value, _BATCH.value, _STEPS.value, _DTYPE.value, _ROUNDS.value, _SCAN.value
+            _MODEL.value, _BATCH.value, _STEPS.value, _DTYPE.value, _ROUNDS.value, _SCAN.value,
+            _TORCH_CHANNELS_LAST.value,
         )
     else:
         result = measure(_MODEL.value, _BATCH.value, _STEPS.value, _DTYPE.value, _IMAGE_SIZE.value,
@@ -175,7 +184,8 @@ def main(argv: list[str]) -> None:
     log.info("%s: %.1f images/s, %.1f ms/step, compiled in %.1f s.", result["model"],
              result["images_per_sec"], result["step_ms"], result["compile_s"])
     if "ratio" in result:
-        log.info("PyTorch %s: %.1f images/s; ratio %.2f.", result["torch_version"],
+        log.info("PyTorch %s (%s): %.1f images/s; ratio %.2f.", result["torch_version"],
+                 result["torch_memory_format"],
                  result["torch_images_per_sec"], result["ratio"])
     print(json.dumps(result))
 

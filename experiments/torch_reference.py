@@ -61,12 +61,14 @@ def _modules():
 
 
 def step_timer(
-    model_name: str, batch_size: int, warmup: int = 2, width: int = 16
+    model_name: str, batch_size: int, warmup: int = 2, width: int = 16, channels_last: bool = False
 ) -> tuple[Callable[[int], float], dict[str, Any]]:
     """PyTorch's train step for a cifar_resnet*/cifar_plain* net on random data, warmed up.
 
-    Returns `run(steps) -> seconds`, which times that many steps, and a description of the run
-    (device, torch version, threads).
+    `channels_last` keeps images and kernels NHWC (`torch.channels_last`), PyTorch's faster
+    layout for CPU convolutions; the default is PyTorch's default, NCHW. Returns
+    `run(steps) -> seconds`, which times that many steps, and a description of the run
+    (device, torch version, threads, memory format).
     """
     torch, CifarResNet = _modules()
     match = cifar_resnet.NAME_PATTERN.fullmatch(model_name)
@@ -77,6 +79,8 @@ def step_timer(
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     images = torch.randn(batch_size, 3, 32, 32, device=device)
     labels = torch.randint(0, 10, (batch_size,), device=device)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model, images = model.to(memory_format=memory_format), images.to(memory_format=memory_format)
 
     def step():
         optimizer.zero_grad(set_to_none=True)
@@ -93,21 +97,26 @@ def step_timer(
         return time.perf_counter() - start
 
     run(warmup)
-    return run, {"device": device, "torch": torch.__version__, "threads": torch.get_num_threads()}
+    return run, {
+        "device": device, "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "memory_format": "channels_last" if channels_last else "contiguous",
+    }
 
 
 
 def step_timer_in_subprocess(
-    model_name: str, batch_size: int, timer: Callable = step_timer
+    model_name: str, batch_size: int, timer: Callable = step_timer, **options: Any
 ) -> tuple[Callable[[int], float], dict[str, Any]]:
-    """`timer(model_name, batch_size)` built and run in a child process, the same interface.
+    """`timer(model_name, batch_size, **options)` built and run in a child process, the same
+    interface.
 
     The child waits, idle, while the caller runs; `run(steps)` hands it the steps and waits
     for its seconds. An error in the child is raised here. The child ends with the caller.
     """
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()
-    context.Process(target=_serve, args=(theirs, timer, model_name, batch_size), daemon=True).start()
+    arguments = (theirs, timer, model_name, batch_size, options)
+    context.Process(target=_serve, args=arguments, daemon=True).start()
 
     def receive():
         kind, value = ours.recv()
@@ -124,9 +133,9 @@ def step_timer_in_subprocess(
     return run, info
 
 
-def _serve(connection, timer: Callable, model_name: str, batch_size: int) -> None:
+def _serve(connection, timer: Callable, model_name: str, batch_size: int, options: dict) -> None:
     try:
-        run, info = timer(model_name, batch_size)
+        run, info = timer(model_name, batch_size, **options)
         connection.send(("ok", info))
         while True:
             connection.send(("ok", run(connection.recv())))

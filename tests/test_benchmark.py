@@ -39,14 +39,15 @@ def test_compare_with_torch_alternates_rounds_and_reports_medians(monkeypatch):
 
         return run, {"model": model_name, "batch_size": batch_size, "flops_per_step": 1.0}
 
-    def fake_step_timer(model_name, batch_size):
+    def fake_step_timer(model_name, batch_size, channels_last):
+        assert not channels_last  # PyTorch's default layout unless asked
         theirs = iter([2.0, 4.0, 1.0])
 
         def run(steps):
             calls.append("torch")
             return next(theirs)
 
-        return run, {"torch": "fake"}
+        return run, {"torch": "fake", "memory_format": "contiguous"}
 
     monkeypatch.setattr(benchmark, "prepare", fake_prepare)
     monkeypatch.setattr(benchmark.torch_reference, "step_timer_in_subprocess", fake_step_timer)
@@ -56,11 +57,12 @@ def test_compare_with_torch_alternates_rounds_and_reports_medians(monkeypatch):
     assert result["rounds_images_per_sec"] == [32.0, 16.0, 64.0]
     assert result["images_per_sec"] == 32.0 and result["torch_images_per_sec"] == 16.0
     assert result["ratio"] == 2.0 and result["torch_version"] == "fake"
+    assert result["torch_memory_format"] == "contiguous"
 
 
-def counting_timer(model_name, batch_size):
+def counting_timer(model_name, batch_size, **options):
     """A stand-in for the PyTorch twin: 'takes' one second per step, says where it runs."""
-    return (lambda steps: float(steps)), {"model": model_name, "batch_size": batch_size, "pid": os.getpid()}
+    return (lambda steps: float(steps)), {"model": model_name, "pid": os.getpid(), **options}
 
 
 def failing_timer(model_name, batch_size):
@@ -69,8 +71,10 @@ def failing_timer(model_name, batch_size):
 
 def test_the_twin_runs_in_a_process_of_its_own():
     """Its OpenMP threads and ours (oneDNN's) never share a process."""
-    run, info = torch_reference.step_timer_in_subprocess("cifar_resnet20", 8, timer=counting_timer)
-    assert info["pid"] != os.getpid() and info["model"] == "cifar_resnet20"
+    run, info = torch_reference.step_timer_in_subprocess(
+        "cifar_resnet20", 8, timer=counting_timer, channels_last=True
+    )
+    assert info["pid"] != os.getpid() and info["model"] == "cifar_resnet20" and info["channels_last"]
     assert [run(3), run(5)] == [3.0, 5.0]
 
 
