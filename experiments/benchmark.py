@@ -73,6 +73,7 @@ def prepare(
     from cnn_jax.data import in_memory
     from cnn_jax.data.datasets import Split
     from cnn_jax.models import summary
+    from cnn_jax.native import onednn
     from cnn_jax.training import optim, sharding, state as state_lib, steps as steps_lib
 
     config = benchmark_config(model_name, batch_size, dtype, scan)
@@ -89,6 +90,8 @@ def prepare(
     optimizer = optim.direction(config)
     state = state_lib.stack([state_lib.create(model, optimizer, config, np.zeros(shape, np.float32), mesh)])
     train_steps = steps_lib.make_train_steps(model, optimizer, config, mesh)
+    if jax.default_backend() == "cpu":
+        onednn.available()  # a new machine builds the CPU kernels first (seconds): not compile_s
     compile_s = train_steps.compile(state, data)
 
     def run(steps: int) -> float:

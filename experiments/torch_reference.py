@@ -103,7 +103,6 @@ def step_timer(
     }
 
 
-
 def step_timer_in_subprocess(
     model_name: str, batch_size: int, timer: Callable = step_timer, **options: Any
 ) -> tuple[Callable[[int], float], dict[str, Any]]:
@@ -111,15 +110,20 @@ def step_timer_in_subprocess(
     interface.
 
     The child waits, idle, while the caller runs; `run(steps)` hands it the steps and waits
-    for its seconds. An error in the child is raised here. The child ends with the caller.
+    for its seconds. An error in the child, or its end, is raised here. The child ends with
+    the caller.
     """
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()
     arguments = (theirs, timer, model_name, batch_size, options)
     context.Process(target=_serve, args=arguments, daemon=True).start()
+    theirs.close()  # the child holds the only other end: if it dies, recv() ends with EOFError
 
     def receive():
-        kind, value = ours.recv()
+        try:
+            kind, value = ours.recv()
+        except EOFError:
+            raise RuntimeError("The PyTorch twin's process ended without an answer.") from None
         if kind == "error":
             raise RuntimeError(f"The PyTorch twin failed: {value}")
         return value

@@ -69,6 +69,10 @@ def failing_timer(model_name, batch_size):
     raise ValueError(f"No PyTorch twin for {model_name!r}.")
 
 
+def dying_timer(model_name, batch_size):
+    os._exit(1)  # as if killed: no answer at all
+
+
 def test_the_twin_runs_in_a_process_of_its_own():
     """Its OpenMP threads and ours (oneDNN's) never share a process."""
     run, info = torch_reference.step_timer_in_subprocess(
@@ -81,3 +85,8 @@ def test_the_twin_runs_in_a_process_of_its_own():
 def test_a_failure_in_the_twins_process_is_raised_here():
     with pytest.raises(RuntimeError, match="ValueError: No PyTorch twin for 'resnet50'"):
         torch_reference.step_timer_in_subprocess("resnet50", 8, timer=failing_timer)
+
+
+def test_a_twin_whose_process_dies_is_reported_not_waited_for():
+    with pytest.raises(RuntimeError, match="ended without an answer"):
+        torch_reference.step_timer_in_subprocess("cifar_resnet20", 8, timer=dying_timer)

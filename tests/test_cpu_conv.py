@@ -13,16 +13,21 @@ from cnn_jax.native import onednn
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 ONEDNN_CALL = 'custom_call_target="cnn_jax_onednn_conv'
-needs_onednn = pytest.mark.skipif(
-    not onednn.available(), reason="needs oneDNN: apt-get install libdnnl-dev"
-)
+NEEDS_ONEDNN = "needs oneDNN on a CPU: apt-get install g++ libdnnl-dev"
+
+
+@pytest.fixture
+def with_onednn():
+    """Skips where JAX runs on an accelerator or oneDNN's kernels cannot be built."""
+    if jax.default_backend() != "cpu" or not onednn.available():
+        pytest.skip(NEEDS_ONEDNN)
 
 
 @pytest.fixture(params=["onednn", "xla"])
 def cpu_kernels(request, monkeypatch):
     """Runs a test with oneDNN's kernels, then with XLA's (the fallback without oneDNN)."""
-    if request.param == "onednn" and not onednn.available():
-        pytest.skip("needs oneDNN: apt-get install libdnnl-dev")
+    if request.param == "onednn" and (jax.default_backend() != "cpu" or not onednn.available()):
+        pytest.skip(NEEDS_ONEDNN)
     if request.param == "xla":
         monkeypatch.setattr(onednn, "available", lambda: False)
     return request.param
@@ -89,8 +94,7 @@ def train_loop_hlo(steps: int = 3) -> str:
     return jax.jit(train).lower(jnp.ones((16, 8, 8, 4)), jnp.ones((3, 3, 4, 4))).compile().as_text()
 
 
-@needs_onednn
-def test_onednn_runs_the_convolution_and_both_gradients_inside_a_loop():
+def test_onednn_runs_the_convolution_and_both_gradients_inside_a_loop(with_onednn):
     hlo = train_loop_hlo()
     for target in onednn.TARGETS:
         assert f'custom_call_target="{target}"' in hlo
@@ -146,7 +150,7 @@ def test_a_failed_build_warns_once_and_falls_back_to_xla(fresh_onednn, monkeypat
         assert not onednn.available()
         assert not onednn.available()
     assert len(caplog.records) == 1
-    assert "no C++ compiler" in caplog.text and "apt-get install libdnnl-dev" in caplog.text
+    assert "no C++ compiler" in caplog.text and "apt-get install g++ libdnnl-dev" in caplog.text
     x, w = jnp.ones((2, 6, 6, 3)), jnp.ones((3, 3, 3, 2))
     np.testing.assert_allclose(
         cpu_conv.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=NHWC),
@@ -154,8 +158,7 @@ def test_a_failed_build_warns_once_and_falls_back_to_xla(fresh_onednn, monkeypat
     )
 
 
-@needs_onednn
-def test_a_library_that_no_longer_loads_is_rebuilt(tmp_path):
+def test_a_library_that_no_longer_loads_is_rebuilt(with_onednn, tmp_path):
     """E.g. one built against a oneDNN version that has since been replaced."""
     path = tmp_path / "onednn_conv.so"
     path.write_bytes(b"not a shared library")
@@ -166,9 +169,31 @@ def test_a_library_that_no_longer_loads_is_rebuilt(tmp_path):
 
 def test_a_compiler_error_is_reported(fresh_onednn, monkeypatch, tmp_path):
     monkeypatch.setenv("CXX", "false")  # exits 1 and says nothing
-    with pytest.raises(onednn.BuildError, match="compiler failed"):
+    with pytest.raises(onednn.BuildError, match="failed without a message"):
         onednn.build(tmp_path / "library.so")
     assert not (tmp_path / "library.so").exists()
+
+
+@pytest.mark.parametrize("stderr, expected", [
+    ("onednn_conv.cc:22:10: fatal error: oneapi/dnnl/dnnl.hpp: No such file or directory\n"
+     "compilation terminated.",
+     "onednn_conv.cc:22:10: fatal error: oneapi/dnnl/dnnl.hpp: No such file or directory"),
+    ("/usr/bin/ld: cannot find -ldnnl: No such file or directory\n"
+     "collect2: error: ld returned 1 exit status",
+     "/usr/bin/ld: cannot find -ldnnl: No such file or directory"),
+])
+def test_a_failed_build_names_what_is_missing(stderr, expected):
+    assert onednn._first_error(stderr) == expected
+
+
+def test_the_compiler_command_may_carry_words_and_old_builds_are_removed(
+    with_onednn, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("CXX", "env c++")  # like `ccache g++`
+    old = tmp_path / "onednn_conv-0123456789abcdef.so"
+    old.write_bytes(b"an earlier version")
+    onednn.build(tmp_path / "onednn_conv-fedcba9876543210.so")
+    assert [p.name for p in tmp_path.iterdir()] == ["onednn_conv-fedcba9876543210.so"]
 
 
 def test_onednn_can_be_switched_off(fresh_onednn, monkeypatch, caplog):

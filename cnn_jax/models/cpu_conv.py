@@ -9,7 +9,9 @@ step on 2 x86 cores: 387 -> 583-685 images/s). Where oneDNN is not installed, th
 are XLA convolutions in the one layout its CPU backend runs fast inside loops
 (`canonical_conv`).
 
-Dilated, grouped and non-2-D convolutions go to `lax.conv_general_dilated` unchanged.
+Dilated, grouped and non-2-D convolutions go to `lax.conv_general_dilated` unchanged. oneDNN's
+gradients are not differentiable again: for second derivatives on a CPU, set
+`CNN_JAX_ONEDNN=0`.
 """
 
 import functools
@@ -65,15 +67,18 @@ def _lax_conv(x, w, strides, pads, precision, preferred_element_type=None):
 
 
 def _uses_onednn(x: jax.Array, w: jax.Array, pads, preferred_element_type) -> bool:
-    """oneDNN takes float32 convolutions with non-negative padding, where JAX runs on one CPU.
+    """oneDNN takes non-empty float32 convolutions with non-negative padding, where JAX runs on
+    one CPU.
 
     XLA cannot split a foreign kernel over devices: on several (simulated CPU devices, CPU
     processes) it would run every call on the whole batch, so those keep XLA's convolutions.
     """
+    padded = [size + lo + hi for size, (lo, hi) in zip(x.shape[1:3], pads)]
     return (
         x.dtype == w.dtype == jnp.float32
         and preferred_element_type in (None, jnp.float32)
         and all(p >= 0 for pair in pads for p in pair)
+        and x.size > 0 and w.size > 0 and all(n >= k for n, k in zip(padded, w.shape[:2]))
         and jax.default_backend() == "cpu"
         and jax.device_count() == 1
         and onednn.available()

@@ -2,11 +2,12 @@
 
 XLA's own CPU convolutions (Eigen's) compute weight gradients at about half the speed of
 oneDNN's, the library PyTorch trains with on CPUs. `onednn_conv.cc` wraps oneDNN's forward,
-input-gradient and weight-gradient kernels as XLA FFI handlers. This module compiles it once
-per machine and version (a C++ compiler and oneDNN's headers: `apt-get install libdnnl-dev`),
-into `~/.cache/cnn_jax/native`, loads it and registers the handlers with JAX. Where the
-library cannot be built or loaded, or `CNN_JAX_ONEDNN=0`, `available()` is False (with one
-warning saying why) and `cnn_jax.models.cpu_conv` uses XLA's kernels.
+input-gradient and weight-gradient kernels as XLA FFI handlers. This module compiles it the
+first time it is needed (a C++ compiler and oneDNN's headers: `apt-get install g++
+libdnnl-dev`) into `~/.cache/cnn_jax/native`, once per version of the source, the compiler
+command and jaxlib, loads it and registers the handlers with JAX. Where the library cannot be
+built or loaded, or `CNN_JAX_ONEDNN=0`, `available()` is False (with one warning saying why)
+and `cnn_jax.models.cpu_conv` uses XLA's kernels.
 """
 
 import ctypes
@@ -15,6 +16,7 @@ import hashlib
 import logging
 import os
 import pathlib
+import shlex
 import subprocess
 import tempfile
 from typing import Sequence
@@ -40,29 +42,48 @@ class BuildError(Exception):
     """The handlers could not be compiled or loaded."""
 
 
+def compiler() -> list[str]:
+    """The C++ compiler command: $CXX (which may carry words, e.g. `ccache g++`) or c++."""
+    return shlex.split(os.environ.get("CXX") or "c++")
+
+
 def library_path() -> pathlib.Path:
-    """Where the compiled handlers live: one file per source and jaxlib version."""
-    digest = hashlib.sha256(SOURCE.read_bytes() + jaxlib.__version__.encode()).hexdigest()[:16]
-    cache = pathlib.Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser()
+    """Where the compiled handlers live: one file per source, compiler command and jaxlib."""
+    key = [SOURCE.read_text(), jaxlib.__version__, *compiler(), *COMPILER_FLAGS]
+    digest = hashlib.sha256("\0".join(key).encode()).hexdigest()[:16]
+    cache = os.environ.get("XDG_CACHE_HOME", "")
+    cache = pathlib.Path(cache if os.path.isabs(cache) else "~/.cache").expanduser()
     return cache / "cnn_jax" / "native" / f"onednn_conv-{digest}.so"
 
 
 def build(target: pathlib.Path) -> None:
-    """Compiles the handlers into `target` (atomically: concurrent builds are safe)."""
+    """Compiles the handlers into `target` (atomically: concurrent builds are safe), and
+    removes the libraries of earlier versions beside it."""
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         output = pathlib.Path(scratch) / target.name
-        compiler = os.environ.get("CXX", "c++")
         include = f"-I{jax.ffi.include_dir()}"
-        command = [compiler, *COMPILER_FLAGS, include, str(SOURCE), "-o", str(output), "-ldnnl"]
+        command = [*compiler(), *COMPILER_FLAGS, include, str(SOURCE), "-o", str(output), "-ldnnl"]
         try:
             result = subprocess.run(command, capture_output=True, text=True)
         except OSError as e:
             raise BuildError(f"no C++ compiler ({e.strerror}: {command[0]})") from e
         if result.returncode:
-            errors = [line for line in result.stderr.splitlines() if "error" in line]
-            raise BuildError((errors or result.stderr.splitlines() or ["compiler failed"])[0])
+            raise BuildError(_first_error(result.stderr))
         os.replace(output, target)
+    for old in target.parent.glob("onednn_conv-*.so"):
+        if old != target:
+            old.unlink(missing_ok=True)  # a process still using it keeps its mapping
+
+
+def _first_error(stderr: str) -> str:
+    """The line of a compiler's output that says what is missing."""
+    lines = stderr.strip().splitlines()
+    for marks in (("fatal error", "cannot find", "No such file"), ("error",)):
+        found = [line for line in lines if any(mark in line for mark in marks)]
+        if found:
+            return found[0].strip()
+    return lines[-1].strip() if lines else "the compiler failed without a message"
 
 
 def load(path: pathlib.Path) -> ctypes.CDLL:
@@ -84,15 +105,16 @@ def available() -> bool:
         return False
     try:
         library = load(library_path())
-    except (BuildError, OSError) as e:
+        for name in TARGETS:
+            capsule = jax.ffi.pycapsule(getattr(library, name))
+            jax.ffi.register_ffi_target(name, capsule, platform="cpu")
+    except (BuildError, OSError, AttributeError, RuntimeError) as e:
         log.warning(
             "oneDNN's convolutions are not available (%s); CPU convolutions use XLA's, and "
-            "training runs about 1.5x slower. `apt-get install libdnnl-dev` provides oneDNN; "
-            "CNN_JAX_ONEDNN=0 silences this.", e,
+            "training runs about 1.5x slower. `apt-get install g++ libdnnl-dev` provides "
+            "them; CNN_JAX_ONEDNN=0 silences this.", e,
         )
         return False
-    for name in TARGETS:
-        jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(library, name)), platform="cpu")
     return True
 
 

@@ -9,13 +9,15 @@
 //
 // Images and gradients stay NHWC ("channels last" to oneDNN). The kernel, a few KB, is
 // reordered into and out of the blocked layout that oneDNN's vectorized kernels choose.
-// Primitives are built once per shape and thread and reused: a primitive with its own scratch
-// memory must not run on two threads at once, and XLA's runtime calls handlers from several.
+// Primitives are built once per shape and reused. Calls run one at a time: XLA calls handlers
+// from any thread of its pool, and with OpenMP every thread that calls oneDNN brings a team of
+// its own, so calls side by side would put a multiple of the cores' threads to work.
 
 #include <cstdint>
 #include <exception>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <tuple>
 
@@ -39,19 +41,24 @@ struct Shape {
                            pad_bottom, pad_left, pad_right);
   }
   bool consistent() const {
-    return oh == (h + pad_top + pad_bottom - kh) / stride_h + 1 &&
+    const bool positive = n > 0 && h > 0 && w > 0 && c > 0 && kh > 0 && kw > 0 && o > 0 &&
+                          oh > 0 && ow > 0 && stride_h > 0 && stride_w > 0;
+    const bool padded = pad_top >= 0 && pad_bottom >= 0 && pad_left >= 0 && pad_right >= 0;
+    return positive && padded && h + pad_top + pad_bottom >= kh && w + pad_left + pad_right >= kw &&
+           oh == (h + pad_top + pad_bottom - kh) / stride_h + 1 &&
            ow == (w + pad_left + pad_right - kw) / stride_w + 1;
   }
 };
 
+// Both live as long as the process (never destroyed, so no order of destruction at exit).
 dnnl::engine& Engine() {
-  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  return engine;
+  static auto* engine = new dnnl::engine(dnnl::engine::kind::cpu, 0);
+  return *engine;
 }
 
 dnnl::stream& Stream() {
-  thread_local dnnl::stream stream(Engine());
-  return stream;
+  static auto* stream = new dnnl::stream(Engine());
+  return *stream;
 }
 
 // The kernel in the layout one primitive works in: the caller's HWIO buffer itself where the
@@ -130,14 +137,16 @@ struct Convolution {
   }
 };
 
+// Used under Run's lock only.
 Convolution& Lookup(const Shape& shape) {
-  thread_local std::map<decltype(shape.key()), std::unique_ptr<Convolution>> cache;
-  auto& entry = cache[shape.key()];
+  static auto* cache = new std::map<decltype(shape.key()), std::unique_ptr<Convolution>>();
+  auto& entry = (*cache)[shape.key()];
   if (!entry) entry = std::make_unique<Convolution>(shape);
   return *entry;
 }
 
-// Runs `body` on the cached convolution of these shapes, turning exceptions into errors.
+// Runs `body` with the cached convolution of these shapes, one call at a time; any error
+// (inconsistent arguments, an exception from oneDNN) comes back as an FFI error.
 template <typename Body>
 ffi::Error Run(Dims x, Dims kernel, Dims y, Dims strides, Dims padding, Body body) {
   if (strides.size() != 2 || padding.size() != 4) {
@@ -147,15 +156,19 @@ ffi::Error Run(Dims x, Dims kernel, Dims y, Dims strides, Dims padding, Body bod
   const Shape shape{x[0],       x[1],       x[2],       x[3],       kernel[0],
                     kernel[1],  kernel[3],  y[1],       y[2],       strides[0],
                     strides[1], padding[0], padding[1], padding[2], padding[3]};
-  if (!shape.consistent() || kernel[2] != x[3] || y[0] != x[0]) {
+  if (!shape.consistent() || kernel[2] != x[3] || y[0] != x[0] || y[3] != kernel[3]) {
     return ffi::Error(ffi::ErrorCode::kInvalidArgument,
                       "oneDNN convolution: shapes, strides and padding do not agree");
   }
+  static auto* one_at_a_time = new std::mutex();
+  std::lock_guard<std::mutex> lock(*one_at_a_time);
   try {
     body(Lookup(shape));
     Stream().wait();
   } catch (const std::exception& e) {
     return ffi::Error(ffi::ErrorCode::kInternal, std::string("oneDNN convolution: ") + e.what());
+  } catch (...) {
+    return ffi::Error(ffi::ErrorCode::kInternal, "oneDNN convolution: unknown exception");
   }
   return ffi::Error::Success();
 }
