@@ -84,6 +84,21 @@ def test_resumed_run_ends_with_the_parameters_of_an_uninterrupted_one(tmp_path, 
     assert len(steps) == len(set(steps))
 
 
+def test_many_steps_per_call_train_exactly_as_one_step_per_call(tmp_path, idx_dir):
+    """Steps run in calls up to the next log, eval or checkpoint step (here 4, 2, 2, 4); the
+    metrics written at those steps and the parameters are those of one step per call."""
+    chunked = train.train_and_evaluate(idx_config(idx_dir), tmp_path / "chunked")
+    one_per_call = train.train_and_evaluate(idx_config(idx_dir, **{"checkpoint.every_steps": 1}), tmp_path / "single")
+
+    def rows(workdir):
+        return [{k: v for k, v in r.items() if k != "images_per_sec"} for r in metrics.read_metrics(workdir)]
+
+    assert [(r["step"], r["split"]) for r in rows(tmp_path / "chunked")][:3] == [(4, "train"), (6, "test"), (8, "train")]
+    assert rows(tmp_path / "chunked") == rows(tmp_path / "single")
+    assert chunked["test_error"] == one_per_call["test_error"]
+    jax.tree.map(np.testing.assert_array_equal, final_params(tmp_path / "chunked"), final_params(tmp_path / "single"))
+
+
 def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path, idx_dir):
     runs = [train.train_and_evaluate(idx_config(idx_dir, **{"train.steps": 4, "seed": s}), tmp_path / f"{i}")
             for i, s in enumerate([0, 0, 1])]
