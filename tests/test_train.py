@@ -99,6 +99,19 @@ def test_many_steps_per_call_train_exactly_as_one_step_per_call(tmp_path, idx_di
     jax.tree.map(np.testing.assert_array_equal, final_params(tmp_path / "chunked"), final_params(tmp_path / "single"))
 
 
+def test_bfloat16_compute_follows_the_float32_loss_curve(tmp_path, idx_dir):
+    """model.dtype=bfloat16 computes in bfloat16 and keeps float32 parameters and statistics."""
+    losses = {}
+    for dtype in ("float32", "bfloat16"):
+        train.train_and_evaluate(idx_config(idx_dir, **{"model.dtype": dtype}), tmp_path / dtype)
+        losses[dtype] = [r["loss"] for r in metrics.read_metrics(tmp_path / dtype) if r["split"] == "train"]
+        _, variables, _ = checkpoint.load(tmp_path / dtype)
+        assert {x.dtype for x in jax.tree.leaves(variables)} == {np.dtype("float32")}
+
+    assert losses["float32"][-1] < losses["float32"][0]  # it learns: 2.78 -> 1.89 over 12 steps
+    np.testing.assert_allclose(losses["bfloat16"], losses["float32"], rtol=0.01)  # measured: within 0.2%
+
+
 def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path, idx_dir):
     runs = [train.train_and_evaluate(idx_config(idx_dir, **{"train.steps": 4, "seed": s}), tmp_path / f"{i}")
             for i, s in enumerate([0, 0, 1])]
