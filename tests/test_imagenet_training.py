@@ -1,6 +1,8 @@
 """ImageNet-style training end to end on mocked tfds data: streaming batches, top-1/top-5
 evaluation, checkpoints, and exact resumption."""
 
+from unittest import mock
+
 import jax
 import numpy as np
 import pytest
@@ -11,7 +13,16 @@ from experiments import configs
 
 
 def run(name, workdir, **overrides):
-    with tfds.testing.mock_data(num_examples=64):
+    """Trains on tfds's mock data, each checkpoint on disk before training goes on: while it
+    opens a data set (every epoch and evaluation here), the mock sends the whole process's file
+    calls into a folder of its own, where a checkpoint finishing in the background would vanish."""
+    save = checkpoint.Checkpoints.save
+
+    def save_and_wait(self, state):
+        save(self, state)
+        self.wait()
+
+    with mock.patch.object(checkpoint.Checkpoints, "save", save_and_wait), tfds.testing.mock_data(num_examples=64):
         return train.train_and_evaluate(configs.get_config(name, overrides), workdir)
 
 
