@@ -16,19 +16,23 @@ ONEDNN_CALL = 'custom_call_target="cnn_jax_onednn_conv'
 NEEDS_ONEDNN = "needs oneDNN on a CPU: apt-get install g++ libdnnl-dev"
 
 
-@pytest.fixture
-def with_onednn():
+def skip_without_onednn():
     """Skips where JAX runs on an accelerator or oneDNN's kernels cannot be built."""
     if jax.default_backend() != "cpu" or not onednn.available():
         pytest.skip(NEEDS_ONEDNN)
 
 
+@pytest.fixture
+def with_onednn():
+    skip_without_onednn()
+
+
 @pytest.fixture(params=["onednn", "xla"])
 def cpu_kernels(request, monkeypatch):
     """Runs a test with oneDNN's kernels, then with XLA's (the fallback without oneDNN)."""
-    if request.param == "onednn" and (jax.default_backend() != "cpu" or not onednn.available()):
-        pytest.skip(NEEDS_ONEDNN)
-    if request.param == "xla":
+    if request.param == "onednn":
+        skip_without_onednn()
+    else:
         monkeypatch.setattr(onednn, "available", lambda: False)
     return request.param
 
