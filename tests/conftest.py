@@ -9,6 +9,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = pathlib.Path(__file__).parent.parent
 FASHION_MNIST = pathlib.Path("/usr/share/datasets/fashion-mnist")
+GATE_SUMMARIES = pytest.StashKey[list]()  # what the CPU convolution gate checked
 
 
 def tiny_overrides(**extra):
@@ -52,3 +53,8 @@ def pytest_unconfigure(config):
     import shutil
 
     shutil.rmtree(getattr(config, "cnn_jax_cache", ""), ignore_errors=True)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    for line in config.stash.get(GATE_SUMMARIES, []):
+        terminalreporter.write_line(f"CPU convolution gate: {line}")

@@ -1,6 +1,9 @@
 """The CPU convolution: lax's numbers from oneDNN's kernels or XLA's, and no slow path in loops."""
 
 import logging
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -8,12 +11,19 @@ import numpy as np
 import pytest
 from jax import lax
 
+from cnn_jax import models
+from cnn_jax.data import augment, in_memory
+from cnn_jax.data.datasets import Split
 from cnn_jax.models import canonical_conv, cpu_conv
-from cnn_jax.native import onednn
+from cnn_jax.native import build, check, onednn
+from cnn_jax.training import optim, sharding, steps
+from cnn_jax.training import state as state_lib
+from experiments import configs
+from tests.conftest import GATE_SUMMARIES, ROOT
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 ONEDNN_CALL = 'custom_call_target="cnn_jax_onednn_conv'
-NEEDS_ONEDNN = "needs oneDNN on a CPU: apt-get install g++ libdnnl-dev"
+NEEDS_ONEDNN = 'needs oneDNN on a CPU: a C++ compiler and pip install "cnn_jax[cpu]"'
 
 
 def skip_without_onednn():
@@ -154,7 +164,7 @@ def test_a_failed_build_warns_once_and_falls_back_to_xla(fresh_onednn, monkeypat
         assert not onednn.available()
         assert not onednn.available()
     assert len(caplog.records) == 1
-    assert "no C++ compiler" in caplog.text and "apt-get install g++ libdnnl-dev" in caplog.text
+    assert "no C++ compiler" in caplog.text and 'pip install "cnn_jax[cpu]"' in caplog.text
     x, w = jnp.ones((2, 6, 6, 3)), jnp.ones((3, 3, 3, 2))
     np.testing.assert_allclose(
         cpu_conv.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=NHWC),
@@ -166,15 +176,15 @@ def test_a_library_that_no_longer_loads_is_rebuilt(with_onednn, tmp_path):
     """E.g. one built against a oneDNN version that has since been replaced."""
     path = tmp_path / "onednn_conv.so"
     path.write_bytes(b"not a shared library")
-    library = onednn.load(path)
+    library = build.load(path)
     assert all(hasattr(library, name) for name in onednn.TARGETS)
     assert path.read_bytes()[:4] == b"\x7fELF"
 
 
 def test_a_compiler_error_is_reported(fresh_onednn, monkeypatch, tmp_path):
     monkeypatch.setenv("CXX", "false")  # exits 1 and says nothing
-    with pytest.raises(onednn.BuildError, match="failed without a message"):
-        onednn.build(tmp_path / "library.so")
+    with pytest.raises(build.BuildError, match="failed without a message"):
+        build.build(tmp_path / "library.so")
     assert not (tmp_path / "library.so").exists()
 
 
@@ -187,17 +197,50 @@ def test_a_compiler_error_is_reported(fresh_onednn, monkeypatch, tmp_path):
      "/usr/bin/ld: cannot find -ldnnl: No such file or directory"),
 ])
 def test_a_failed_build_names_what_is_missing(stderr, expected):
-    assert onednn._first_error(stderr) == expected
+    assert build.first_error(stderr) == expected
 
 
-def test_the_compiler_command_may_carry_words_and_old_builds_are_removed(
+def test_a_build_replaces_only_its_own_environments_older_libraries(
     with_onednn, monkeypatch, tmp_path
 ):
-    monkeypatch.setenv("CXX", "env c++")  # like `ccache g++`
-    old = tmp_path / "onednn_conv-0123456789abcdef.so"
-    old.write_bytes(b"an earlier version")
-    onednn.build(tmp_path / "onednn_conv-fedcba9876543210.so")
-    assert [p.name for p in tmp_path.iterdir()] == ["onednn_conv-fedcba9876543210.so"]
+    """Two virtual environments (say, two jaxlib versions) share the cache without
+    rebuilding each other out of it; the compiler command may carry words (`ccache g++`)."""
+    monkeypatch.setenv("CXX", "env c++")
+    ours, theirs = build.environment_key(), "0badc0de"
+    older = tmp_path / f"onednn_conv-{ours}-0123456789abcdef.so"
+    other_environment = tmp_path / f"onednn_conv-{theirs}-0123456789abcdef.so"
+    for path in (older, other_environment):
+        path.write_bytes(b"an earlier build")
+    build.build(tmp_path / f"onednn_conv-{ours}-fedcba9876543210.so")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [other_environment.name, f"onednn_conv-{ours}-fedcba9876543210.so"]
+    )
+
+
+def test_a_cache_others_can_write_to_is_not_loaded_from(
+    with_onednn, fresh_onednn, tmp_path, caplog
+):
+    cache = tmp_path / "cnn_jax" / "native"
+    cache.mkdir(parents=True)
+    cache.chmod(0o777)
+    planted = build.library_path()
+    planted.write_bytes(b"someone else's code")
+    with caplog.at_level(logging.WARNING, logger=build.__name__):
+        library = build.load_library()
+    assert "not private" in caplog.text and hasattr(library, onednn.TARGETS[0])
+    assert planted.read_bytes() == b"someone else's code"
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="giving a file to another user needs root")
+def test_a_library_of_another_user_is_refused(with_onednn, fresh_onednn, tmp_path):
+    build.load_library()  # a private cache with this user's library
+    path = build.library_path()
+    os.chown(path, 12345, -1)
+    assert not build.private(path)
+    with pytest.raises(build.BuildError, match="another user"):
+        build.load(path)
+    library = build.load_library()  # builds privately instead
+    assert hasattr(library, onednn.TARGETS[0])
 
 
 def test_onednn_can_be_switched_off(fresh_onednn, monkeypatch, caplog):
@@ -265,3 +308,83 @@ def test_eigen_convolutions_are_chosen_only_for_cpu_only_installs(
     )
     canonical_conv.use_eigen_convolutions_on_cpu()
     assert canonical_conv.os.environ["XLA_FLAGS"] == expected
+
+
+def test_every_convolution_of_the_zoo_equals_xla(with_onednn, request):
+    """The gate: each distinct convolution of every model (and the odd shapes), its input
+    gradient and its weight gradient, ten calls each with all threads, against XLA's."""
+    result = subprocess.run(
+        [sys.executable, "-m", "experiments.check_convolutions", "--repeats=10"],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )
+    lines = result.stdout.strip().splitlines()
+    request.config.stash.setdefault(GATE_SUMMARIES, []).append(lines[-1] if lines else "no output")
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+    assert " 0 differ from XLA's" in lines[-1]
+
+
+@pytest.mark.parametrize("depth", [20, 56])
+def test_twenty_train_steps_twice_are_bit_identical(cpu_kernels, depth):
+    """Exact resumption needs deterministic gradients: ResNet option B, 20 steps, twice."""
+    config = configs.get_config(f"cifar_resnet{depth}", {
+        "model.width": 4, "model.shortcut": "B", "train.batch_size": 32,
+    })
+    model = models.from_config(config.model, num_classes=10)
+    optimizer = optim.direction(config)
+    mesh = sharding.make_mesh()
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (256, 32, 32, 3), np.uint8)
+    split = Split(images, rng.integers(0, 10, 256, np.int32))
+    data = in_memory.put_train(split, mesh)
+    train_steps = steps.make_train_steps(model, optimizer, config, mesh)
+    initial = state_lib.create(model, optimizer, config, augment.pixel_mean(split.images), mesh)
+    initial = jax.device_get(state_lib.stack([initial]))
+
+    def twenty_steps():
+        state = jax.device_put(initial, sharding.replicated(mesh))  # the call consumes it
+        state, _ = train_steps(state, data, 20)
+        return jax.device_get(state)
+
+    first, second = twenty_steps(), twenty_steps()
+    assert int(first.step[0]) == 20
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), first, second)
+
+
+@pytest.fixture
+def fresh_verdicts(monkeypatch, tmp_path):
+    """`check.trusted` with no verdicts yet, recording them in `tmp_path`."""
+    monkeypatch.delenv("CNN_JAX_ONEDNN_VERIFY", raising=False)
+    monkeypatch.setattr(check, "_record_path", lambda: tmp_path / "verified.json")
+    check._trusted.cache_clear()
+    yield tmp_path / "verified.json"
+    check._trusted.cache_clear()
+
+
+def test_a_kernel_that_disagrees_with_xla_is_not_used(
+    with_onednn, fresh_verdicts, monkeypatch, caplog
+):
+    """On a CPU where a oneDNN kernel is wrong for a shape, that shape runs on XLA's kernels."""
+    real = onednn.weight_grad
+    monkeypatch.setattr(onednn, "weight_grad", lambda *args: real(*args) * 1.01)
+    x = jax.random.normal(jax.random.key(0), (4, 7, 7, 3))
+    w = jax.random.normal(jax.random.key(1), (3, 3, 3, 6))
+    with caplog.at_level(logging.WARNING, logger=check.__name__):
+        actual = jax.grad(conv_loss(cpu_conv.conv_general_dilated, 1, "SAME"), (0, 1))(x, w)
+    expected = jax.grad(conv_loss(lax.conv_general_dilated, 1, "SAME"), (0, 1))(x, w)
+    close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    jax.tree.map(close, actual, expected)
+    assert "disagree with XLA's" in caplog.text and "4x7x7x3 * 3x3x3x6" in caplog.text
+    assert not fresh_verdicts.exists() or "4x7x7x3" not in fresh_verdicts.read_text()
+
+
+def test_a_verdict_is_checked_once_per_machine(with_onednn, fresh_verdicts, monkeypatch):
+    convolution = check.Convolution((2, 5, 5, 2), (3, 3, 2, 3), (1, 1), ((1, 1), (1, 1)))
+    assert check.trusted(convolution)
+    assert str(convolution) in fresh_verdicts.read_text()
+    check._trusted.cache_clear()  # a new process
+
+    def not_again(*args, **kwargs):
+        raise AssertionError("checked twice")
+
+    monkeypatch.setattr(check, "compare", not_again)
+    assert check.trusted(convolution)

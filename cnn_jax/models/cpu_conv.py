@@ -15,14 +15,15 @@ gradients are not differentiable again: for second derivatives on a CPU, set
 """
 
 import functools
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
 from cnn_jax.models import canonical_conv
-from cnn_jax.native import onednn
+from cnn_jax.native import check, onednn
 
 NHWC = canonical_conv.NHWC
 
@@ -56,7 +57,22 @@ def conv_general_dilated(
     if isinstance(padding, str):
         padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
     pads = tuple((int(lo), int(hi)) for lo, hi in padding)
-    return _conv(lhs, rhs, tuple(window_strides), pads, precision, preferred_element_type)
+    strides = tuple(int(s) for s in window_strides)
+    if rhs.shape[:2] == (1, 1) and strides != (1, 1):
+        lhs, pads, strides = _unit_stride(lhs, pads, strides), ((0, 0), (0, 0)), (1, 1)
+    return _conv(lhs, rhs, strides, pads, precision, preferred_element_type)
+
+
+def _unit_stride(x: jax.Array, pads, strides) -> jax.Array:
+    """The pixels a strided 1x1 convolution reads, so that it runs with stride 1.
+
+    oneDNN's strided 1x1 weight-gradient kernels write past the end of their buffers where the
+    input channels do not fill a vector register (see docs/cpu_performance.md); the sliced
+    convolution is the same function and never reaches them.
+    """
+    spatial = tuple((lo, hi, 0) for lo, hi in pads)
+    x = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), *spatial, (0, 0, 0)))
+    return x[:, :: strides[0], :: strides[1], :]
 
 
 def _lax_conv(x, w, strides, pads, precision, preferred_element_type=None):
@@ -66,9 +82,9 @@ def _lax_conv(x, w, strides, pads, precision, preferred_element_type=None):
     )
 
 
-def _uses_onednn(x: jax.Array, w: jax.Array, pads, preferred_element_type) -> bool:
+def _uses_onednn(x: jax.Array, w: jax.Array, strides, pads, preferred_element_type) -> bool:
     """oneDNN takes non-empty float32 convolutions with non-negative padding, where JAX runs on
-    one CPU.
+    one CPU and its kernels for the shape agree with XLA's here (`check.trusted`).
 
     XLA cannot split a foreign kernel over devices: on several (simulated CPU devices, CPU
     processes) it would run every call on the whole batch, so those keep XLA's convolutions.
@@ -82,6 +98,7 @@ def _uses_onednn(x: jax.Array, w: jax.Array, pads, preferred_element_type) -> bo
         and jax.default_backend() == "cpu"
         and jax.device_count() == 1
         and onednn.available()
+        and check.trusted(check.Convolution(x.shape, w.shape, strides, pads))
     )
 
 
@@ -90,7 +107,7 @@ def _forward(x, w, strides, pads, precision, preferred_element_type):
         _lax_conv, strides=strides, pads=pads, precision=precision,
         preferred_element_type=preferred_element_type,
     )
-    if not _uses_onednn(x, w, pads, preferred_element_type):
+    if not _uses_onednn(x, w, strides, pads, preferred_element_type):
         return lax_conv(x, w)
     cpu = functools.partial(onednn.forward, strides=strides, padding=pads)
     return lax.platform_dependent(x, w, cpu=cpu, default=lax_conv)
@@ -109,7 +126,7 @@ def _conv_bwd(strides, pads, precision, preferred_element_type, residuals, dy):
     lax_grads = lambda x, w, dy: jax.vjp(
         lambda x, w: _lax_conv(x, w, strides, pads, precision), x, w
     )[1](dy)
-    if _uses_onednn(x, w, pads, preferred_element_type):
+    if _uses_onednn(x, w, strides, pads, preferred_element_type):
         cpu_grads = lambda x, w, dy: (
             onednn.input_grad(dy, w, x.shape, strides, pads),
             onednn.weight_grad(x, dy, w.shape, strides, pads),

@@ -20,6 +20,7 @@
 #include <mutex>
 #include <string>
 #include <tuple>
+#include <unordered_map>
 
 #include "oneapi/dnnl/dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
@@ -61,6 +62,39 @@ dnnl::stream& Stream() {
   return *stream;
 }
 
+// Every primitive is built with a scratchpad of its own, passed at each call. oneDNN's default
+// keeps one scratchpad per thread, booked by the thread that builds a primitive: XLA calls the
+// handlers from any thread of its pool, and a primitive built on one and run on another wrote
+// through a null scratchpad (oneDNN 2.6 and 3.2, e.g. the gemm forward kernel of AlexNet's
+// 11x11 stride-4 convolution).
+dnnl::primitive_attr OwnScratchpad() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
+// A primitive and the scratchpad it runs with.
+class Primitive {
+ public:
+  Primitive() = default;
+  template <typename Kind, typename PrimitiveDesc>
+  static Primitive Of(const PrimitiveDesc& pd) {
+    Primitive made;
+    made.primitive_ = Kind(pd);
+    made.scratchpad_ = memory(pd.scratchpad_desc(), Engine());
+    return made;
+  }
+
+  void Execute(std::unordered_map<int, memory> args) {
+    args[DNNL_ARG_SCRATCHPAD] = scratchpad_;
+    primitive_.execute(Stream(), args);
+  }
+
+ private:
+  dnnl::primitive primitive_;
+  memory scratchpad_;
+};
+
 // The kernel in the layout one primitive works in: the caller's HWIO buffer itself where the
 // layouts agree, else a scratch buffer and a reorder into it (read) or out of it (written).
 class KernelLayout {
@@ -74,29 +108,28 @@ class KernelLayout {
   // The kernel to read: `hwio` itself, or its copy in the primitive's layout.
   memory Read(memory& hwio) {
     if (!reorder_) return hwio;
-    reorder_->execute(Stream(), hwio, scratch_);
+    reorder_->Execute({{DNNL_ARG_FROM, hwio}, {DNNL_ARG_TO, scratch_}});
     return scratch_;
   }
   // Where the primitive writes the kernel; `Written` then copies it into `hwio`.
   memory Target(memory& hwio) { return reorder_ ? scratch_ : hwio; }
   void Written(memory& hwio) {
-    if (reorder_) reorder_->execute(Stream(), scratch_, hwio);
+    if (reorder_) reorder_->Execute({{DNNL_ARG_FROM, scratch_}, {DNNL_ARG_TO, hwio}});
   }
 
  private:
-  static std::unique_ptr<dnnl::reorder> Reorder(const memory::desc& from, const memory::desc& to) {
-    return std::make_unique<dnnl::reorder>(dnnl::reorder::primitive_desc(Engine(), from, Engine(), to));
+  static std::unique_ptr<Primitive> Reorder(const memory::desc& from, const memory::desc& to) {
+    return std::make_unique<Primitive>(Primitive::Of<dnnl::reorder>(
+        dnnl::reorder::primitive_desc(Engine(), from, Engine(), to, OwnScratchpad())));
   }
   memory scratch_;
-  std::unique_ptr<dnnl::reorder> reorder_;
+  std::unique_ptr<Primitive> reorder_;
 };
 
 // The three primitives of one convolution shape, each with the kernel in its layout.
 struct Convolution {
   memory::desc images, kernel, outputs;  // NHWC, HWIO, NHWC
-  dnnl::convolution_forward forward;
-  dnnl::convolution_backward_data input_grad;
-  dnnl::convolution_backward_weights weight_grad;
+  Primitive forward, input_grad, weight_grad;
   std::unique_ptr<KernelLayout> forward_kernel, input_grad_kernel, weight_grad_kernel;
 
   explicit Convolution(const Shape& s) {
@@ -109,27 +142,32 @@ struct Convolution {
     const memory::dims strides{s.stride_h, s.stride_w};
     const memory::dims pad_low{s.pad_top, s.pad_left}, pad_high{s.pad_bottom, s.pad_right};
     const auto direct = dnnl::algorithm::convolution_direct;
+    const auto attr = OwnScratchpad();
 #if DNNL_VERSION_MAJOR >= 3
     dnnl::convolution_forward::primitive_desc forward_pd(
         Engine(), dnnl::prop_kind::forward_training, direct, images, any_kernel, outputs,
-        strides, pad_low, pad_high);
+        strides, pad_low, pad_high, attr);
     dnnl::convolution_backward_data::primitive_desc input_grad_pd(
-        Engine(), direct, images, any_kernel, outputs, strides, pad_low, pad_high, forward_pd);
+        Engine(), direct, images, any_kernel, outputs, strides, pad_low, pad_high, forward_pd,
+        attr);
     dnnl::convolution_backward_weights::primitive_desc weight_grad_pd(
-        Engine(), direct, images, any_kernel, outputs, strides, pad_low, pad_high, forward_pd);
+        Engine(), direct, images, any_kernel, outputs, strides, pad_low, pad_high, forward_pd,
+        attr);
 #else
     dnnl::convolution_forward::primitive_desc forward_pd(
         {dnnl::prop_kind::forward_training, direct, images, any_kernel, outputs, strides,
          pad_low, pad_high},
-        Engine());
+        attr, Engine());
     dnnl::convolution_backward_data::primitive_desc input_grad_pd(
-        {direct, images, any_kernel, outputs, strides, pad_low, pad_high}, Engine(), forward_pd);
+        {direct, images, any_kernel, outputs, strides, pad_low, pad_high}, attr, Engine(),
+        forward_pd);
     dnnl::convolution_backward_weights::primitive_desc weight_grad_pd(
-        {direct, images, any_kernel, outputs, strides, pad_low, pad_high}, Engine(), forward_pd);
+        {direct, images, any_kernel, outputs, strides, pad_low, pad_high}, attr, Engine(),
+        forward_pd);
 #endif
-    forward = dnnl::convolution_forward(forward_pd);
-    input_grad = dnnl::convolution_backward_data(input_grad_pd);
-    weight_grad = dnnl::convolution_backward_weights(weight_grad_pd);
+    forward = Primitive::Of<dnnl::convolution_forward>(forward_pd);
+    input_grad = Primitive::Of<dnnl::convolution_backward_data>(input_grad_pd);
+    weight_grad = Primitive::Of<dnnl::convolution_backward_weights>(weight_grad_pd);
     forward_kernel = std::make_unique<KernelLayout>(kernel, forward_pd.weights_desc(), false);
     input_grad_kernel = std::make_unique<KernelLayout>(kernel, input_grad_pd.weights_desc(), false);
     weight_grad_kernel =
@@ -160,6 +198,12 @@ ffi::Error Run(Dims x, Dims kernel, Dims y, Dims strides, Dims padding, Body bod
     return ffi::Error(ffi::ErrorCode::kInvalidArgument,
                       "oneDNN convolution: shapes, strides and padding do not agree");
   }
+  // oneDNN's strided 1x1 kernels write past their buffers for some channel counts; callers
+  // slice the input to stride 1 first (cnn_jax/models/cpu_conv.py).
+  if (shape.kh == 1 && shape.kw == 1 && (shape.stride_h != 1 || shape.stride_w != 1)) {
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument,
+                      "oneDNN convolution: a strided 1x1 convolution must be sliced to stride 1");
+  }
   static auto* one_at_a_time = new std::mutex();
   std::lock_guard<std::mutex> lock(*one_at_a_time);
   try {
@@ -177,9 +221,9 @@ ffi::Error Forward(Images x, Images w, ffi::ResultBuffer<ffi::F32, 4> y, Dims st
                    Dims padding) {
   return Run(x.dimensions(), w.dimensions(), y->dimensions(), strides, padding, [&](Convolution& conv) {
     memory hwio(conv.kernel, Engine(), w.typed_data());
-    conv.forward.execute(Stream(), {{DNNL_ARG_SRC, memory(conv.images, Engine(), x.typed_data())},
-                                    {DNNL_ARG_WEIGHTS, conv.forward_kernel->Read(hwio)},
-                                    {DNNL_ARG_DST, memory(conv.outputs, Engine(), y->typed_data())}});
+    conv.forward.Execute({{DNNL_ARG_SRC, memory(conv.images, Engine(), x.typed_data())},
+                          {DNNL_ARG_WEIGHTS, conv.forward_kernel->Read(hwio)},
+                          {DNNL_ARG_DST, memory(conv.outputs, Engine(), y->typed_data())}});
   });
 }
 
@@ -187,10 +231,9 @@ ffi::Error InputGrad(Images dy, Images w, ffi::ResultBuffer<ffi::F32, 4> dx, Dim
                      Dims padding) {
   return Run(dx->dimensions(), w.dimensions(), dy.dimensions(), strides, padding, [&](Convolution& conv) {
     memory hwio(conv.kernel, Engine(), w.typed_data());
-    conv.input_grad.execute(
-        Stream(), {{DNNL_ARG_DIFF_DST, memory(conv.outputs, Engine(), dy.typed_data())},
-                   {DNNL_ARG_WEIGHTS, conv.input_grad_kernel->Read(hwio)},
-                   {DNNL_ARG_DIFF_SRC, memory(conv.images, Engine(), dx->typed_data())}});
+    conv.input_grad.Execute({{DNNL_ARG_DIFF_DST, memory(conv.outputs, Engine(), dy.typed_data())},
+                             {DNNL_ARG_WEIGHTS, conv.input_grad_kernel->Read(hwio)},
+                             {DNNL_ARG_DIFF_SRC, memory(conv.images, Engine(), dx->typed_data())}});
   });
 }
 
@@ -198,10 +241,9 @@ ffi::Error WeightGrad(Images x, Images dy, ffi::ResultBuffer<ffi::F32, 4> dw, Di
                       Dims padding) {
   return Run(x.dimensions(), dw->dimensions(), dy.dimensions(), strides, padding, [&](Convolution& conv) {
     memory hwio(conv.kernel, Engine(), dw->typed_data());
-    conv.weight_grad.execute(
-        Stream(), {{DNNL_ARG_SRC, memory(conv.images, Engine(), x.typed_data())},
-                   {DNNL_ARG_DIFF_DST, memory(conv.outputs, Engine(), dy.typed_data())},
-                   {DNNL_ARG_DIFF_WEIGHTS, conv.weight_grad_kernel->Target(hwio)}});
+    conv.weight_grad.Execute({{DNNL_ARG_SRC, memory(conv.images, Engine(), x.typed_data())},
+                              {DNNL_ARG_DIFF_DST, memory(conv.outputs, Engine(), dy.typed_data())},
+                              {DNNL_ARG_DIFF_WEIGHTS, conv.weight_grad_kernel->Target(hwio)}});
     conv.weight_grad_kernel->Written(hwio);
   });
 }
