@@ -227,8 +227,10 @@ def _trusted(convolution: Convolution) -> bool:
 
 
 def _record_path() -> pathlib.Path:
-    """The verdicts of this build of the handlers on this CPU with this many threads."""
-    cpu = [platform.machine(), str(os.cpu_count()), os.environ.get("OMP_NUM_THREADS", "")]
+    """The verdicts of this build of the handlers on this CPU, with this many threads and the
+    instruction sets oneDNN is allowed (its kernels differ by both)."""
+    settings = ("OMP_NUM_THREADS", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ONEDNN_CPU_ISA_HINTS")
+    cpu = [platform.machine(), str(os.cpu_count()), *(os.environ.get(k, "") for k in settings)]
     try:
         info = pathlib.Path("/proc/cpuinfo").read_text().splitlines()
         cpu += sorted({line for line in info if line.startswith(("model name", "flags"))})
