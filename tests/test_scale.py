@@ -62,8 +62,9 @@ def test_8_devices_1_device_and_moving_checkpoints_between_them(tmp_path, fashio
     np.testing.assert_allclose(summary(tmp_path / "one")["train_loss"], summary(tmp_path / "eight")["train_loss"], rtol=1e-5)
     assert_params_close(tmp_path / "one", tmp_path / "eight", rtol=1e-4)
 
-    one_to_eight = finish(run(command(tmp_path / "one", fashion_mnist_dir, 6), devices=8))
-    eight_to_one = finish(run(command(tmp_path / "eight", fashion_mnist_dir, 6)))
+    longer = "--allow_config_change"  # train.steps 3 -> 6
+    one_to_eight = finish(run(command(tmp_path / "one", fashion_mnist_dir, 6, longer), devices=8))
+    eight_to_one = finish(run(command(tmp_path / "eight", fashion_mnist_dir, 6, longer)))
     assert "Resuming" in one_to_eight and "Resuming" in eight_to_one
     np.testing.assert_allclose(summary(tmp_path / "one")["train_loss"], summary(tmp_path / "eight")["train_loss"], rtol=1e-4)
     assert_params_close(tmp_path / "one", tmp_path / "eight", rtol=1e-3)
@@ -83,7 +84,7 @@ def test_two_processes_write_one_set_of_files_that_one_process_resumes(tmp_path,
     assert rows == [(3, "train"), (3, "test"), (6, "train"), (6, "test")]  # written once
     assert checkpoint.Checkpoints(tmp_path / "checkpoints").all_steps() == [3, 6]
 
-    resumed = finish(run(command(tmp_path, fashion_mnist_dir, 9)))
+    resumed = finish(run(command(tmp_path, fashion_mnist_dir, 9, "--allow_config_change")))
     assert f"Resuming {tmp_path} from step 6" in resumed
     assert summary(tmp_path)["step"] == 9 and summary(tmp_path)["devices"] == 1
 

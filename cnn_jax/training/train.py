@@ -9,6 +9,7 @@ workdir, exactly as if each had been trained alone (up to float rounding).
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -24,21 +25,26 @@ from etils import epath
 
 from cnn_jax import models
 from cnn_jax.errors import ConfigError, DivergedError, Interrupted
-from cnn_jax.training import checkpoint, metrics, optim, pipelines, sharding, state as state_lib, steps
+from cnn_jax.training import checkpoint, distributed, metrics, optim, pipelines, sharding, steps
+from cnn_jax.training import state as state_lib, workdir as workdir_lib
 
 log = logging.getLogger(__name__)
 
 SUMMARY = "summary.json"
-CONFIG = "config.json"
 
 
 def train_and_evaluate(
-    config: ml_collections.ConfigDict, workdir: epath.PathLike, on_metrics: metrics.MetricsCallback | None = None
+    config: ml_collections.ConfigDict,
+    workdir: epath.PathLike,
+    on_metrics: metrics.MetricsCallback | None = None,
+    allow_config_change: bool = False,
 ) -> dict[str, Any]:
     """Trains `config` in `workdir` (a local path or gs://...), resuming if it holds
     checkpoints, and returns the summary. `on_metrics(workdir, row)` sees every row written
-    to metrics.jsonl or diagnostics.jsonl (process 0 only)."""
-    return train_replicas([config], [workdir], on_metrics)[0]
+    to metrics.jsonl or diagnostics.jsonl (process 0 only). A resume must have the config
+    the run started with, except, with `allow_config_change`, in the fields that
+    `workdir.SAFE_TO_CHANGE` lists (e.g. `train.steps` to extend a run)."""
+    return train_replicas([config], [workdir], on_metrics, allow_config_change)[0]
 
 
 @dataclasses.dataclass(eq=False)
@@ -64,15 +70,27 @@ def train_replicas(
     configs: list[ml_collections.ConfigDict],
     workdirs: list[epath.PathLike],
     on_metrics: metrics.MetricsCallback | None = None,
+    allow_config_change: bool = False,
 ) -> list[dict[str, Any]]:
     """Trains configs that differ only in `seed` together, one workdir each; returns the
     summaries. A finished run is skipped; the others resume from their latest checkpoints."""
+    _check_same_but_seed(configs)
+    for config in configs:
+        _check_values(config)
     runs = [_Run(c, epath.Path(w), checkpoint.Checkpoints(epath.Path(w) / "checkpoints", c.checkpoint.keep))
             for c, w in zip(configs, workdirs)]
-    _check_same_but_seed(configs)
-    todo = [run for run in runs if not run.finished]
-    if todo:
-        _train(todo, on_metrics)
+    with contextlib.ExitStack() as locks:
+        for run in runs:
+            locks.enter_context(workdir_lib.lock(run.workdir))
+            workdir_lib.check_config(run.config, run.workdir, allow_config_change)
+            if (run.ckpts.latest_step() or 0) > run.config.train.steps:
+                raise ConfigError(
+                    f"train.steps={run.config.train.steps} is below step {run.ckpts.latest_step()} "
+                    f"of the latest checkpoint in {run.workdir}."
+                )
+        todo = [run for run in runs if not run.finished]
+        if todo:
+            _train(todo, on_metrics)
     return [run.summary() | ({} if run in todo else {"already_finished": True}) for run in runs]
 
 
@@ -91,11 +109,11 @@ def _train(runs: list[_Run], on_metrics: metrics.MetricsCallback | None) -> None
     states = []
     for run in runs:
         state = state_lib.create(model, optimizer, run.config, pipeline.pixel_mean, mesh, pipeline.input_shape)
-        if run.ckpts.latest_step() is not None:
-            state = run.ckpts.restore(state)
+        restored = run.ckpts.restore_latest(state)
+        if restored is not None:
+            state = restored
             log.info("Resuming %s from step %d.", run.workdir, int(state.step))
         states.append(state)
-        _write_config(run.config, run.workdir)
     if len({int(s.step) for s in states}) > 1:
         raise ConfigError(
             "Replicas trained together must resume from the same step; train "
@@ -105,6 +123,9 @@ def _train(runs: list[_Run], on_metrics: metrics.MetricsCallback | None) -> None
     compile_s = pipeline.compile(state)
     if compile_s:
         log.info("Compiled the train step of %s in %.1f s.", config.model.name, compile_s)
+    distributed.barrier(f"compiled {runs[0].workdir}")  # hosts compile at different speeds
+    for run in runs:
+        _write_config(run.config, run.workdir)
 
     # ----- Training loop ------------------------------------------------------------------
     step, total_steps = int(states[0].step), config.train.steps
@@ -176,7 +197,7 @@ def _train(runs: list[_Run], on_metrics: metrics.MetricsCallback | None) -> None
             **{f"{split}_{k}": v for split, values in run.latest.items() for k, v in values.items()},
         }
         if jax.process_index() == 0:
-            (run.workdir / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+            workdir_lib.write_atomically(run.workdir / SUMMARY, json.dumps(summary, indent=2) + "\n")
         run.ckpts.close()
 
 
@@ -192,13 +213,29 @@ def _check_same_but_seed(configs: list[ml_collections.ConfigDict]) -> None:
         raise ConfigError("Replicas trained together must have the same config but for the seed.")
 
 
+def _check_values(config: ml_collections.ConfigDict) -> None:
+    positive = ("train.batch_size", "train.steps", "train.log_every_steps", "eval.every_steps",
+                "eval.batch_size", "checkpoint.every_steps", "checkpoint.keep")
+    for field in positive:
+        value = functools.reduce(getattr, field.split("."), config)
+        if value < 1:
+            raise ConfigError(f"{field} must be at least 1, not {value}.")
+    if config.train.get("diagnostics_every_steps", 0) < 0:
+        raise ConfigError("train.diagnostics_every_steps must be 0 (off) or more.")
+
+
 def _check_finite(sums: dict[str, np.ndarray], step: int, runs: list[_Run]) -> None:
-    for loss, run in zip(sums["loss"], runs):
-        if not math.isfinite(float(loss)):
+    """Stops a run whose loss or state stopped being finite; its checkpoints, all written
+    before this check failed, are finite."""
+    for loss, finite, run in zip(sums["loss"], sums["finite"], runs):
+        if not (math.isfinite(float(loss)) and finite):
+            run.ckpts.wait()
             kept = run.ckpts.latest_step()
+            what = (f"training loss of {run.workdir} became {float(loss)}" if not math.isfinite(float(loss))
+                    else f"parameters or optimizer state of {run.workdir} overflowed")
             raise DivergedError(
-                f"The training loss of {run.workdir} became {float(loss)} before step {step}; "
-                + (f"its checkpoints up to step {kept} are kept in {run.ckpts.directory}."
+                f"The {what} before step {step}; "
+                + (f"the last finite checkpoint is step {kept} in {run.ckpts.directory}."
                    if kept is not None else "no checkpoint had been written yet.")
             )
 
@@ -213,7 +250,7 @@ def _steps_to_boundary(step: int, config: ml_collections.ConfigDict) -> int:
 def _write_config(config: ml_collections.ConfigDict, workdir: epath.Path) -> None:
     if jax.process_index() == 0:
         workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / CONFIG).write_text(config.to_json_best_effort(indent=2) + "\n")
+        workdir_lib.write_atomically(workdir / workdir_lib.CONFIG, config.to_json_best_effort(indent=2) + "\n")
 
 
 @contextlib.contextmanager
