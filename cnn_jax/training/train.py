@@ -14,9 +14,10 @@ import json
 import logging
 import math
 import signal
+import sys
 import threading
 import time
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import jax
 import ml_collections
@@ -90,11 +91,12 @@ def train_replicas(
                 )
         todo = [run for run in runs if not run.finished]
         if todo:
-            _train(todo, on_metrics)
+            with _Signals() as signals:
+                _train(todo, on_metrics, signals)
     return [run.summary() | ({} if run in todo else {"already_finished": True}) for run in runs]
 
 
-def _train(runs: list[_Run], on_metrics: metrics.MetricsCallback | None) -> None:
+def _train(runs: list[_Run], on_metrics: metrics.MetricsCallback | None, signals: "_Signals") -> None:
     config = runs[0].config
 
     # ----- Model and optimizer: config errors surface before any data is read ---------------
@@ -135,47 +137,47 @@ def _train(runs: list[_Run], on_metrics: metrics.MetricsCallback | None) -> None
     progress = metrics.Progress(step, total_steps)
     window, window_steps, window_seconds = None, 0, 0.0
     try:
-        with _stop_requested_on_signal() as stop_requested:
-            while step < total_steps:
-                tick = time.perf_counter()
-                state, sums = pipeline.train(state, _steps_to_boundary(step, config))
-                sums = jax.device_get(sums)
-                window_seconds += time.perf_counter() - tick
-                num_steps, step = int(state.step[0]) - step, int(state.step[0])
-                window_steps += num_steps
-                window = {k: sums[k] + (0 if window is None else window[k]) for k in steps.zero_sums()}
-                _check_finite(sums, step, runs)
-                done = step == total_steps
-                if done or step % config.train.log_every_steps == 0:
-                    images_per_sec = window_steps * config.train.batch_size * len(runs) / window_seconds
+        signals.start_training()
+        while step < total_steps:
+            tick = time.perf_counter()
+            state, sums = pipeline.train(state, _steps_to_boundary(step, config))
+            sums = jax.device_get(sums)
+            window_seconds += time.perf_counter() - tick
+            num_steps, step = int(state.step[0]) - step, int(state.step[0])
+            window_steps += num_steps
+            window = {k: sums[k] + (0 if window is None else window[k]) for k in steps.zero_sums()}
+            _check_finite(sums, step, runs)
+            done = step == total_steps
+            if done or step % config.train.log_every_steps == 0:
+                images_per_sec = window_steps * config.train.batch_size * len(runs) / window_seconds
+                for i, run in enumerate(runs):
+                    run.latest["train"] = steps.summarize(_replica(window, i)) | {
+                        "lr": float(sums["lr"][i]),
+                        "images_per_sec": images_per_sec,
+                    }
+                    run.writer.write(step, "train", **run.latest["train"])
+                progress.update(step, window_steps, runs[0].latest["train"])
+                window, window_steps, window_seconds = None, 0, 0.0
+            every = config.train.get("diagnostics_every_steps", 0)
+            if every and (done or step % every == 0):
+                values = jax.device_get(pipeline.diagnostics(state))
+                for i, run in enumerate(runs if values else []):
+                    run.writer.write(step, "diagnostics", **{k: float(v[i]) for k, v in values.items()})
+            if done or step % config.eval.every_steps == 0:
+                for name, split_sums in pipeline.evaluate(state).items():
+                    split_sums = jax.device_get(split_sums)
                     for i, run in enumerate(runs):
-                        run.latest["train"] = steps.summarize(_replica(window, i)) | {
-                            "lr": float(sums["lr"][i]),
-                            "images_per_sec": images_per_sec,
-                        }
-                        run.writer.write(step, "train", **run.latest["train"])
-                    progress.update(step, window_steps, runs[0].latest["train"])
-                    window, window_steps, window_seconds = None, 0, 0.0
-                every = config.train.get("diagnostics_every_steps", 0)
-                if every and (done or step % every == 0):
-                    values = jax.device_get(pipeline.diagnostics(state))
-                    for i, run in enumerate(runs if values else []):
-                        run.writer.write(step, "diagnostics", **{k: float(v[i]) for k, v in values.items()})
-                if done or step % config.eval.every_steps == 0:
-                    for name, split_sums in pipeline.evaluate(state).items():
-                        split_sums = jax.device_get(split_sums)
-                        for i, run in enumerate(runs):
-                            run.latest[name] = steps.summarize(_replica(split_sums, i))
-                            run.writer.write(step, name, **run.latest[name])
-                    progress.evaluated(step, runs[0].latest)
-                if done or step % config.checkpoint.every_steps == 0 or stop_requested():
-                    for run, replica in zip(runs, state_lib.unstack(state)):
-                        run.ckpts.save(replica)
-                if stop_requested() and not done:
-                    raise Interrupted(
-                        f"Stopped at step {step} with a checkpoint in {runs[0].ckpts.directory}; "
-                        "run the same command to resume."
-                    )
+                        run.latest[name] = steps.summarize(_replica(split_sums, i))
+                        run.writer.write(step, name, **run.latest[name])
+                progress.evaluated(step, runs[0].latest)
+            if done or step % config.checkpoint.every_steps == 0 or signals.stop_requested():
+                for run, replica in zip(runs, state_lib.unstack(state)):
+                    run.ckpts.save(replica)
+            if signals.stop_requested() and not done:
+                raise Interrupted(
+                    f"Stopped at step {step} with a checkpoint in {runs[0].ckpts.directory}; "
+                    "run the same command to resume."
+                )
     finally:
         for run in runs:
             run.ckpts.wait()
@@ -253,22 +255,44 @@ def _write_config(config: ml_collections.ConfigDict, workdir: epath.Path) -> Non
         workdir_lib.write_atomically(workdir / workdir_lib.CONFIG, config.to_json_best_effort(indent=2) + "\n")
 
 
-@contextlib.contextmanager
-def _stop_requested_on_signal() -> Iterator[Callable[[], bool]]:
-    """Turns the first Ctrl-C (or SIGTERM) into a request to checkpoint and stop at the next
-    log step; a second Ctrl-C interrupts at once."""
-    requested = []
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: False  # Signals reach only the main thread.
-        return
+class _Signals:
+    """Ctrl-C (or SIGTERM) during `_train`. Before the first step it stops the run at once
+    (KeyboardInterrupt, which the entry points print as one line; the request is kept too,
+    since a library may swallow the exception, and `start_training` raises it again). From
+    the first step on, it requests a checkpoint and a stop at the next boundary; a second
+    Ctrl-C interrupts at once."""
 
-    def request_stop(signum, frame):
-        requested.append(signum)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    def __init__(self):
+        self.requested, self.training, self._previous = [], False, {}
 
-    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield lambda: bool(requested)
-    finally:
-        for s, handler in previous.items():
+    def __enter__(self) -> "_Signals":
+        if threading.current_thread() is threading.main_thread():  # signals reach only it
+            self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+            self._hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for s, handler in self._previous.items():
             signal.signal(s, handler)
+        if self._previous:
+            sys.unraisablehook = self._hook
+
+    def start_training(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.training = True
+
+    def stop_requested(self) -> bool:
+        return bool(self.requested)
+
+    def _handle(self, signum, frame) -> None:
+        self.requested.append(signum)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if not self.training:
+            raise KeyboardInterrupt
+
+    def _unraisable(self, unraisable) -> None:
+        """Keeps quiet about a KeyboardInterrupt that a callback swallowed (JAX's garbage
+        collection hook does): `start_training` raises it again."""
+        if not issubclass(unraisable.exc_type, KeyboardInterrupt):
+            self._hook(unraisable)
