@@ -89,6 +89,35 @@ def test_two_processes_write_one_set_of_files_that_one_process_resumes(tmp_path,
     assert summary(tmp_path)["step"] == 9 and summary(tmp_path)["devices"] == 1
 
 
+SLOW_TO_COMPILE = """
+import runpy, time
+from cnn_jax.training import steps
+
+compile_steps = steps.TrainSteps.compile
+
+def slow_compile(self, *args):
+    time.sleep(35)  # a host with a cold compilation cache on a loaded machine
+    return compile_steps(self, *args)
+
+steps.TrainSteps.compile = slow_compile
+runpy.run_module("experiments.degradation", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_two_processes_wait_for_each_other_after_compiling(tmp_path, fashion_mnist_dir):
+    """Process 1 compiles 35 s later than process 0, longer than gloo waits for the first
+    collective (30 s): both train once both have compiled."""
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    flags = command(tmp_path, fashion_mnist_dir, 3, f"--coordinator_address=localhost:{port}", "--num_processes=2")
+    fast = run(flags + ["--process_id=0"], devices=1)
+    slow = run([sys.executable, "-c", SLOW_TO_COMPILE, *flags[3:], "--process_id=1"], devices=1)
+    outputs = [finish(fast), finish(slow)]
+    assert "finished at step 3" in outputs[0]
+    assert summary(tmp_path)["devices"] == 2
+
+
 class JustBatchNorm(nn.Module):
     @nn.compact
     def __call__(self, x, train=False):

@@ -1,0 +1,66 @@
+"""Fault injection: 20 kill -9 at random moments of one run, then a resume; two runs started
+together on one workdir. Both must end with the parameters of an uninterrupted run.
+
+    python -m pytest tests/test_fault_injection.py -m slow -s     # prints what happened
+"""
+
+import random
+import signal
+import time
+
+import pytest
+
+from tests.test_train import idx_dir  # noqa: F401 (fixture)
+from tests.test_workdir import (assert_same_params, command, finish, rows_without_timing,
+                                saved_steps, start, wait_for)
+
+STEPS = 300
+OVERRIDES = {"train.steps": STEPS, "checkpoint.every_steps": 5, "train.log_every_steps": 10,
+             "eval.every_steps": 100}
+
+
+@pytest.mark.slow
+def test_twenty_kill_9_then_resume_and_two_starts_together_end_as_an_uninterrupted_run(tmp_path, idx_dir):
+    began, straight = time.time(), start(command(idx_dir, tmp_path / "straight", **OVERRIDES))
+    wait_for(lambda: (tmp_path / "straight" / "metrics.jsonl").exists(), every=0.01)
+    start_up_s = time.time() - began  # to the first row of metrics
+    finish(straight)
+    straight_s = time.time() - began
+    # Kills anywhere in start-up and in the first 1/20 of the training time: each resumed
+    # run trains a little further, and the 20 of them do not reach the end.
+    latest_kill_s = start_up_s + (straight_s - start_up_s) / 20
+
+    rng, kills = random.Random(17), []
+    crashed = tmp_path / "crashed"
+    for _ in range(20):
+        started, process = time.time(), start(command(idx_dir, crashed, **OVERRIDES))
+        moment = rng.uniform(0, latest_kill_s)
+        time.sleep(moment)
+        saving = any(p.stat().st_mtime > started for p in (crashed / "checkpoints").glob("*.orbax-checkpoint-tmp*"))
+        process.send_signal(signal.SIGKILL)
+        finish(process, returncode=None)
+        assert process.returncode == -signal.SIGKILL, "the run ended before it was killed"
+        kills.append((moment, (saved_steps(crashed) or [0])[-1], saving))
+    output = finish(start(command(idx_dir, crashed, **OVERRIDES)))
+    assert f"finished at step {STEPS}" in output
+    assert rows_without_timing(crashed) == rows_without_timing(tmp_path / "straight")
+    assert_same_params(crashed, tmp_path / "straight")
+
+    together = tmp_path / "together"
+    first, second = start(command(idx_dir, together, **OVERRIDES)), start(command(idx_dir, together, **OVERRIDES))
+    outputs = [finish(p, returncode=None) for p in (first, second)]
+    codes = sorted(p.returncode for p in (first, second))
+    assert codes == [0, 1], outputs
+    assert sum("is in use by the run of process" in o for o in outputs) == 1
+    assert saved_steps(together) == saved_steps(tmp_path / "straight")
+    assert rows_without_timing(together) == rows_without_timing(tmp_path / "straight")
+    assert_same_params(together, tmp_path / "straight")
+
+    print(f"\nuninterrupted run: {STEPS} steps in {straight_s:.0f} s, {start_up_s:.0f} s of them to the first "
+          f"metrics; kills at random moments in [0, {latest_kill_s:.1f} s] after each start")
+    for i, (moment, step, saving) in enumerate(kills, 1):
+        print(f"kill -9 #{i:2d} at {moment:5.1f} s: latest checkpoint step {step}"
+              + (", a checkpoint being written" if saving else ""))
+    print(f"{sum(k[2] for k in kills)} of 20 kills came while a checkpoint was being written; "
+          f"after the resume: metrics rows and parameters identical to the uninterrupted run")
+    print(f"two starts together: exit codes {codes}, checkpoints {saved_steps(together)} as uninterrupted")
