@@ -2,7 +2,8 @@
 
 It trains in calls of many steps, each ending at the next log, eval or checkpoint boundary,
 so metrics and checkpoints are exact at those steps. Running it again on the same workdir
-resumes from the latest checkpoint; on a finished run it returns the saved summary.
+resumes from the latest intact checkpoint; on a finished run it returns the saved summary.
+A workdir holds one run at a time, and only the run its config.json describes (`workdir`).
 `train_replicas` trains several seeds of one net in one compiled program, each with its own
 workdir, exactly as if each had been trained alone (up to float rounding).
 """

@@ -73,7 +73,7 @@ def write_atomically(path: epath.PathLike, text: str) -> None:
     path = epath.Path(path)
     temporary = path.parent / f".{path.name}.tmp-{os.getpid()}"
     temporary.write_text(text)
-    temporary.rename(path) if "://" in str(path) else os.replace(temporary, path)
+    temporary.replace(path)  # atomic on POSIX file systems
 
 
 @contextlib.contextmanager
