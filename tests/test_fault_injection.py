@@ -19,28 +19,40 @@ OVERRIDES = {"train.steps": STEPS, "checkpoint.every_steps": 5, "train.log_every
              "eval.every_steps": 100}
 
 
+def latest_step(run_dir):
+    return (saved_steps(run_dir) or [0])[-1]
+
+
 @pytest.mark.slow
 def test_twenty_kill_9_then_resume_and_two_starts_together_end_as_an_uninterrupted_run(tmp_path, idx_dir):
     began, straight = time.time(), start(command(idx_dir, tmp_path / "straight", **OVERRIDES))
-    wait_for(lambda: (tmp_path / "straight" / "metrics.jsonl").exists(), every=0.01)
-    start_up_s = time.time() - began  # to the first row of metrics
+    wait_for(lambda: saved_steps(tmp_path / "straight"), every=0.01)
+    start_up_s = time.time() - began  # to the first checkpoint
     finish(straight)
     straight_s = time.time() - began
-    # Kills anywhere in start-up and in the first 1/20 of the training time: each resumed
-    # run trains a little further, and the 20 of them do not reach the end.
-    latest_kill_s = start_up_s + (straight_s - start_up_s) / 20
+    # Each kill comes at a random moment of start-up (reading the data, restoring, compiling)
+    # or of the training that follows, at most `slice_s` (1/40 of the training time) after
+    # the run's first new checkpoint: each resumed run trains a little further, and the 20
+    # of them do not reach the end.
+    slice_s = (straight_s - start_up_s) / 40
 
     rng, kills = random.Random(17), []
     crashed = tmp_path / "crashed"
     for _ in range(20):
-        started, process = time.time(), start(command(idx_dir, crashed, **OVERRIDES))
-        moment = rng.uniform(0, latest_kill_s)
-        time.sleep(moment)
+        before, started = latest_step(crashed), time.time()
+        process = start(command(idx_dir, crashed, **OVERRIDES))
+        moment = rng.uniform(0, start_up_s + slice_s)
+        first_new = None
+        while time.time() < started + moment and (first_new is None or time.time() < first_new + slice_s):
+            if first_new is None and latest_step(crashed) > before:
+                first_new = time.time()
+                start_up_s = first_new - started  # warm compilation cache: shorter than the first
+            time.sleep(0.002)
         saving = any(p.stat().st_mtime > started for p in (crashed / "checkpoints").glob("*.orbax-checkpoint-tmp*"))
         process.send_signal(signal.SIGKILL)
         finish(process, returncode=None)
         assert process.returncode == -signal.SIGKILL, "the run ended before it was killed"
-        kills.append((moment, (saved_steps(crashed) or [0])[-1], saving))
+        kills.append((time.time() - started, "training" if first_new else "start-up", latest_step(crashed), saving))
     output = finish(start(command(idx_dir, crashed, **OVERRIDES)))
     assert f"finished at step {STEPS}" in output
     assert rows_without_timing(crashed) == rows_without_timing(tmp_path / "straight")
@@ -56,11 +68,11 @@ def test_twenty_kill_9_then_resume_and_two_starts_together_end_as_an_uninterrupt
     assert rows_without_timing(together) == rows_without_timing(tmp_path / "straight")
     assert_same_params(together, tmp_path / "straight")
 
-    print(f"\nuninterrupted run: {STEPS} steps in {straight_s:.0f} s, {start_up_s:.0f} s of them to the first "
-          f"metrics; kills at random moments in [0, {latest_kill_s:.1f} s] after each start")
-    for i, (moment, step, saving) in enumerate(kills, 1):
-        print(f"kill -9 #{i:2d} at {moment:5.1f} s: latest checkpoint step {step}"
+    print(f"\nuninterrupted run: {STEPS} steps in {straight_s:.0f} s; kills up to {slice_s:.1f} s into "
+          "a resumed run's training")
+    for i, (moment, phase, step, saving) in enumerate(kills, 1):
+        print(f"kill -9 #{i:2d} {moment:5.1f} s after start, in {phase}: latest checkpoint step {step}"
               + (", a checkpoint being written" if saving else ""))
-    print(f"{sum(k[2] for k in kills)} of 20 kills came while a checkpoint was being written; "
-          f"after the resume: metrics rows and parameters identical to the uninterrupted run")
+    print(f"{sum(k[3] for k in kills)} of 20 kills came while a checkpoint was being written; after the "
+          "resume, metrics rows and parameters are identical to the uninterrupted run's")
     print(f"two starts together: exit codes {codes}, checkpoints {saved_steps(together)} as uninterrupted")

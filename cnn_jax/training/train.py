@@ -93,11 +93,12 @@ def train_replicas(
         todo = [run for run in runs if not run.finished]
         if todo:
             with _Signals() as signals:
-                _train(todo, on_metrics, signals)
-    return [run.summary() | ({} if run in todo else {"already_finished": True}) for run in runs]
+                trained = dict(zip(todo, _train(todo, on_metrics, signals)))
+    return [trained[run] if run in todo else run.summary() | {"already_finished": True} for run in runs]
 
 
-def _train(runs: list[_Run], on_metrics: metrics.MetricsCallback | None, signals: "_Signals") -> None:
+def _train(runs: list[_Run], on_metrics: metrics.MetricsCallback | None, signals: "_Signals") -> list[dict[str, Any]]:
+    """Trains `runs` to the end; returns their summaries."""
     config = runs[0].config
 
     # ----- Model and optimizer: config errors surface before any data is read ---------------
@@ -186,6 +187,7 @@ def _train(runs: list[_Run], on_metrics: metrics.MetricsCallback | None, signals
                 run.writer.close()
         progress.close()
 
+    summaries = []
     for run, replica in zip(runs, state_lib.unstack(state)):
         summary = {
             "config": run.config.get("name", ""),
@@ -202,6 +204,8 @@ def _train(runs: list[_Run], on_metrics: metrics.MetricsCallback | None, signals
         if jax.process_index() == 0:
             workdir_lib.write_atomically(run.workdir / SUMMARY, json.dumps(summary, indent=2) + "\n")
         run.ckpts.close()
+        summaries.append(summary)
+    return summaries
 
 
 def _replica(sums: dict[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
