@@ -18,7 +18,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import jax
 import ml_collections
@@ -139,47 +139,47 @@ def _train(runs: list[_Run], on_metrics: metrics.MetricsCallback | None, signals
     progress = metrics.Progress(step, total_steps)
     window, window_steps, window_seconds = None, 0, 0.0
     try:
-        signals.start_training()
-        while step < total_steps:
-            tick = time.perf_counter()
-            state, sums = pipeline.train(state, _steps_to_boundary(step, config))
-            sums = jax.device_get(sums)
-            window_seconds += time.perf_counter() - tick
-            num_steps, step = int(state.step[0]) - step, int(state.step[0])
-            window_steps += num_steps
-            window = {k: sums[k] + (0 if window is None else window[k]) for k in steps.zero_sums()}
-            _check_finite(sums, step, runs)
-            done = step == total_steps
-            if done or step % config.train.log_every_steps == 0:
-                images_per_sec = window_steps * config.train.batch_size * len(runs) / window_seconds
-                for i, run in enumerate(runs):
-                    run.latest["train"] = steps.summarize(_replica(window, i)) | {
-                        "lr": float(sums["lr"][i]),
-                        "images_per_sec": images_per_sec,
-                    }
-                    run.writer.write(step, "train", **run.latest["train"])
-                progress.update(step, window_steps, runs[0].latest["train"])
-                window, window_steps, window_seconds = None, 0, 0.0
-            every = config.train.get("diagnostics_every_steps", 0)
-            if every and (done or step % every == 0):
-                values = jax.device_get(pipeline.diagnostics(state))
-                for i, run in enumerate(runs if values else []):
-                    run.writer.write(step, "diagnostics", **{k: float(v[i]) for k, v in values.items()})
-            if done or step % config.eval.every_steps == 0:
-                for name, split_sums in pipeline.evaluate(state).items():
-                    split_sums = jax.device_get(split_sums)
+        with signals.training() as stop_requested:
+            while step < total_steps:
+                tick = time.perf_counter()
+                state, sums = pipeline.train(state, _steps_to_boundary(step, config))
+                sums = jax.device_get(sums)
+                window_seconds += time.perf_counter() - tick
+                num_steps, step = int(state.step[0]) - step, int(state.step[0])
+                window_steps += num_steps
+                window = {k: sums[k] + (0 if window is None else window[k]) for k in steps.zero_sums()}
+                _check_finite(sums, step, runs)
+                done = step == total_steps
+                if done or step % config.train.log_every_steps == 0:
+                    images_per_sec = window_steps * config.train.batch_size * len(runs) / window_seconds
                     for i, run in enumerate(runs):
-                        run.latest[name] = steps.summarize(_replica(split_sums, i))
-                        run.writer.write(step, name, **run.latest[name])
-                progress.evaluated(step, runs[0].latest)
-            if done or step % config.checkpoint.every_steps == 0 or signals.stop_requested():
-                for run, replica in zip(runs, state_lib.unstack(state)):
-                    run.ckpts.save(replica)
-            if signals.stop_requested() and not done:
-                raise Interrupted(
-                    f"Stopped at step {step} with a checkpoint in {runs[0].ckpts.directory}; "
-                    "run the same command to resume."
-                )
+                        run.latest["train"] = steps.summarize(_replica(window, i)) | {
+                            "lr": float(sums["lr"][i]),
+                            "images_per_sec": images_per_sec,
+                        }
+                        run.writer.write(step, "train", **run.latest["train"])
+                    progress.update(step, window_steps, runs[0].latest["train"])
+                    window, window_steps, window_seconds = None, 0, 0.0
+                every = config.train.get("diagnostics_every_steps", 0)
+                if every and (done or step % every == 0):
+                    values = jax.device_get(pipeline.diagnostics(state))
+                    for i, run in enumerate(runs if values else []):
+                        run.writer.write(step, "diagnostics", **{k: float(v[i]) for k, v in values.items()})
+                if done or step % config.eval.every_steps == 0:
+                    for name, split_sums in pipeline.evaluate(state).items():
+                        split_sums = jax.device_get(split_sums)
+                        for i, run in enumerate(runs):
+                            run.latest[name] = steps.summarize(_replica(split_sums, i))
+                            run.writer.write(step, name, **run.latest[name])
+                    progress.evaluated(step, runs[0].latest)
+                if done or step % config.checkpoint.every_steps == 0 or stop_requested():
+                    for run, replica in zip(runs, state_lib.unstack(state)):
+                        run.ckpts.save(replica)
+                if stop_requested() and not done:
+                    raise Interrupted(
+                        f"Stopped at step {step} with a checkpoint in {runs[0].ckpts.directory}; "
+                        "run the same command to resume."
+                    )
     finally:
         for run in runs:
             run.ckpts.wait()
@@ -263,12 +263,12 @@ def _write_config(config: ml_collections.ConfigDict, workdir: epath.Path) -> Non
 class _Signals:
     """Ctrl-C (or SIGTERM) during `_train`. Before the first step it stops the run at once
     (KeyboardInterrupt, which the entry points print as one line; the request is kept too,
-    since a library may swallow the exception, and `start_training` raises it again). From
+    since a library may swallow the exception, and `training` raises it again). From
     the first step on, it requests a checkpoint and a stop at the next boundary; a second
     Ctrl-C interrupts at once."""
 
     def __init__(self):
-        self.requested, self.training, self._previous = [], False, {}
+        self.requested, self._training, self._previous = [], False, {}
 
     def __enter__(self) -> "_Signals":
         if threading.current_thread() is threading.main_thread():  # signals reach only it
@@ -282,22 +282,22 @@ class _Signals:
         if self._previous:
             sys.unraisablehook = self._hook
 
-    def start_training(self) -> None:
+    @contextlib.contextmanager
+    def training(self) -> Iterator[Callable[[], bool]]:
+        """From here on, Ctrl-C requests a checkpoint and a stop; yields whether one was."""
         if self.requested:
             raise KeyboardInterrupt
-        self.training = True
-
-    def stop_requested(self) -> bool:
-        return bool(self.requested)
+        self._training = True
+        yield lambda: bool(self.requested)
 
     def _handle(self, signum, frame) -> None:
         self.requested.append(signum)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        if not self.training:
+        if not self._training:
             raise KeyboardInterrupt
 
     def _unraisable(self, unraisable) -> None:
         """Keeps quiet about a KeyboardInterrupt that a callback swallowed (JAX's garbage
-        collection hook does): `start_training` raises it again."""
+        collection hook does): `training` raises it again."""
         if not issubclass(unraisable.exc_type, KeyboardInterrupt):
             self._hook(unraisable)
