@@ -32,29 +32,29 @@ def test_twenty_kill_9_then_resume_and_two_starts_together_end_as_an_uninterrupt
     start_up_s = time.time() - began  # to the first checkpoint
     finish(straight)
     straight_s = time.time() - began
-    # Each kill comes at a random moment of start-up (reading the data, restoring, compiling)
-    # or of the training that follows, at most `slice_s` (1/40 of the training time) after
-    # the run's first new checkpoint: each resumed run trains a little further, and the 20
-    # of them do not reach the end.
+    # Half the kills come at a random moment of start-up, half at a random moment of the
+    # training that follows, at most `slice_s` (1/40 of the training time) after the run's
+    # first new checkpoint: each resumed run trains a little further, and the 20 of them do
+    # not reach the end.
     slice_s = (straight_s - start_up_s) / 40
 
     rng, kills = random.Random(17), []
     crashed = tmp_path / "crashed"
-    for _ in range(20):
+    for i in range(20):
         before, started = latest_step(crashed), time.time()
         process = start(command(idx_dir, crashed, **OVERRIDES))
-        moment = rng.uniform(0, start_up_s + slice_s)
-        first_new = None
-        while time.time() < started + moment and (first_new is None or time.time() < first_new + slice_s):
-            if first_new is None and latest_step(crashed) > before:
-                first_new = time.time()
-                start_up_s = first_new - started  # warm compilation cache: shorter than the first
-            time.sleep(0.002)
+        if i == 0 or rng.random() < 0.5:  # training: a random moment after its first new checkpoint
+            wait_for(lambda: latest_step(crashed) > before, every=0.002)
+            start_up_s = min(start_up_s, time.time() - started)  # the compilation cache is warm now
+            time.sleep(rng.uniform(0, slice_s))
+        else:  # start-up: reading the data, restoring the checkpoint, compiling
+            time.sleep(rng.uniform(0, start_up_s))
         saving = any(p.stat().st_mtime > started for p in (crashed / "checkpoints").glob("*.orbax-checkpoint-tmp*"))
         process.send_signal(signal.SIGKILL)
         finish(process, returncode=None)
         assert process.returncode == -signal.SIGKILL, "the run ended before it was killed"
-        kills.append((time.time() - started, "training" if first_new else "start-up", latest_step(crashed), saving))
+        phase = "training" if latest_step(crashed) > before or saving else "start-up"
+        kills.append((time.time() - started, phase, latest_step(crashed), saving))
     output = finish(start(command(idx_dir, crashed, **OVERRIDES)))
     assert f"finished at step {STEPS}" in output
     assert rows_without_timing(crashed) == rows_without_timing(tmp_path / "straight")
