@@ -21,8 +21,12 @@ class CheckpointError(UserError):
     """A checkpoint that cannot be restored."""
 
 
+class WorkdirError(UserError):
+    """A workdir that cannot be used: not writable, or in use by another run."""
+
+
 class DivergedError(UserError):
-    """Training produced a non-finite loss."""
+    """Training produced a non-finite loss, parameters or optimizer state."""
 
 
 class Interrupted(UserError):

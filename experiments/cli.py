@@ -23,7 +23,8 @@ _CACHE_DIR = flags.DEFINE_string(
 
 def run(main: Callable[[list[str]], None]) -> None:
     """absl's app.run with `--config=NAME` resolved, library chatter muted, and user errors
-    (bad config, missing data, broken checkpoint, ...) printed as one line, exit code 1."""
+    (bad flag or config, missing data, broken checkpoint, ...) printed as one line, exit code
+    1; Ctrl-C before training has started (afterwards it saves and stops) exits with 130."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # TF only decodes images here
     from cnn_jax.models import canonical_conv
@@ -31,24 +32,30 @@ def run(main: Callable[[list[str]], None]) -> None:
     canonical_conv.use_eigen_convolutions_on_cpu()
     from cnn_jax.errors import Interrupted, UserError
 
-    started = []
-
-    def logged_main(argv: list[str]) -> None:
-        started.append(True)
-        _with_logging(main, argv)
-
     try:
-        app.run(logged_main, argv=configs.resolve_argv(sys.argv))
+        app.run(lambda argv: _with_logging(main, argv), argv=configs.resolve_argv(sys.argv),
+                flags_parser=_parse_flags)
     except Interrupted as e:
         print(e, file=sys.stderr)
         sys.exit(130)  # The shell's code for a run ended by Ctrl-C.
+    except KeyboardInterrupt:
+        print("error: Interrupted before a checkpoint could be saved; the same command starts "
+              "again from the latest checkpoint, if any.", file=sys.stderr)
+        sys.exit(130)
     except UserError as e:
         sys.exit(f"error: {e}")
-    except (AttributeError, KeyError) as e:
-        if started:
-            raise
-        # ml_collections rejects an override of a field the config does not have.
-        sys.exit(f"error: {configs.unknown_field_message(e)}")
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    from cnn_jax.errors import ConfigError
+
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        message = str(e).strip().splitlines()[0]
+        raise ConfigError(message if message.endswith((".", "?")) else message + ".") from None
+    except (AttributeError, KeyError) as e:  # an override of a field the config does not have
+        raise ConfigError(configs.unknown_field_message(e)) from None
 
 
 def _with_logging(main: Callable[[list[str]], None], argv: list[str]) -> None:

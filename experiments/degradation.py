@@ -17,7 +17,8 @@ every run, and `python -m experiments.report SWEEP_DIR` draws the figures:
 
 The workdir receives config.json, metrics.jsonl, diagnostics.jsonl, TensorBoard events,
 checkpoints/ and summary.json. Running the same command again resumes from the latest
-checkpoint; Ctrl-C saves a checkpoint and stops.
+checkpoint (`--allow_config_change` to extend it with more `train.steps`); Ctrl-C saves a
+checkpoint and stops.
 """
 
 import logging
@@ -26,7 +27,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from experiments import cli, sweeps
-from experiments.train import CONFIG, WORKDIR, train
+from experiments.train import ALLOW_CONFIG_CHANGE, CONFIG, WORKDIR, config_overrides, default_workdir, train
 
 _SWEEP = flags.DEFINE_enum("sweep", None, list(sweeps.SWEEPS), "Train every net of a figure.")
 _NETS = flags.DEFINE_list("nets", None, "With --sweep: these config names instead of the figure's.")
@@ -46,16 +47,17 @@ def main(argv: list[str]) -> None:
     if _SWEEP.value is None:
         if CONFIG.value is None:
             raise app.UsageError("--config (a name from experiments/configs) or --sweep is required.")
-        train(CONFIG.value, WORKDIR.value or f"runs/{CONFIG.value.name}")
+        train(CONFIG.value, WORKDIR.value or default_workdir(CONFIG.value.name, config_overrides()))
         return
 
     arg, overrides = None, {}
     if CONFIG.value is not None:  # its NAME:ARG gives the argument, its --config.* the overrides
         arg = config_flags.get_config_filename(flags.FLAGS["config"]).partition(":")[2] or None
-        overrides = config_flags.get_override_values(flags.FLAGS["config"])
+        overrides = config_overrides()
     nets = tuple(_NETS.value or sweeps.SWEEPS[_SWEEP.value])
-    sweep_dir = _SWEEP_DIR.value or f"runs/{_SWEEP.value}" + (f"_{arg}" if arg else "")
-    summaries = sweeps.run(nets, _SEEDS.value, sweep_dir, arg, overrides, _REPLICAS.value == "at_once")
+    sweep_dir = _SWEEP_DIR.value or default_workdir(_SWEEP.value + (f"_{arg}" if arg else ""), overrides)
+    summaries = sweeps.run(nets, _SEEDS.value, sweep_dir, arg, overrides, _REPLICAS.value == "at_once",
+                           allow_config_change=ALLOW_CONFIG_CHANGE.value)
     log.info("%s: %d runs finished; python -m experiments.report %s draws the figures.",
              sweep_dir, len(summaries), sweep_dir)
 

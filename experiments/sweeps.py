@@ -48,16 +48,18 @@ def run(
     overrides: dict[str, Any] | None = None,
     at_once: bool = False,
     on_metrics: "MetricsCallback | None" = None,
+    allow_config_change: bool = False,
 ) -> list[dict[str, Any]]:
     """Trains `seeds` seeds of every net of `nets` (config names; `arg` as in NAME:ARG and the
     same `overrides` for all) and returns the summaries. `on_metrics(workdir, row)` sees every
-    metrics row written (e.g. `cnn_jax.report.live.LivePlot()`)."""
-    from cnn_jax.training import train  # Imported late: JAX is slow to load.
+    metrics row written (e.g. `cnn_jax.report.live.LivePlot()`); `allow_config_change` as in
+    `train.train_and_evaluate`."""
+    from cnn_jax.training import train, workdir as workdir_lib  # Imported late: JAX is slow to load.
 
     sweep_dir = epath.Path(sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     record = {"nets": list(nets), "seeds": seeds, "arg": arg, "overrides": overrides or {}}
-    (sweep_dir / "sweep.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    workdir_lib.write_atomically(sweep_dir / "sweep.json", json.dumps(record, indent=2, default=str) + "\n")
     summaries = []
     for net in nets:
         spec = f"{net}:{arg}" if arg else net
@@ -65,7 +67,8 @@ def run(
         workdirs = [workdir(sweep_dir, net, seed) for seed in range(seeds)]
         log.info("%s: %d seed(s) %s.", net, seeds, "at once" if at_once else "one after another")
         if at_once:
-            summaries += train.train_replicas(group, workdirs, on_metrics)
+            summaries += train.train_replicas(group, workdirs, on_metrics, allow_config_change)
         else:
-            summaries += [train.train_and_evaluate(c, w, on_metrics) for c, w in zip(group, workdirs)]
+            summaries += [train.train_and_evaluate(c, w, on_metrics, allow_config_change)
+                          for c, w in zip(group, workdirs)]
     return summaries

@@ -79,3 +79,43 @@ def test_ctrl_c_saves_a_checkpoint_and_the_same_command_resumes(tmp_path, fashio
     process = degradation(*args)
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 0 and "already finished" in stderr
+
+
+def test_a_workdir_that_is_a_file_or_cannot_be_written(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    fails_with("--config=cifar_resnet20:smoke", f"--workdir={tmp_path / 'a_file'}",
+               message=f"Cannot write the run's files in {tmp_path / 'a_file'} (File exists)")
+    read_only = tmp_path / "read_only"
+    read_only.mkdir(mode=0o555)
+    if os.geteuid() == 0:  # root writes anywhere on a writable file system, but not in /sys
+        read_only = pathlib.Path("/sys/cnn_jax_run")
+    fails_with("--config=cifar_resnet20:smoke", f"--workdir={read_only}",
+               message=f"Cannot write the run's files in {read_only}")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--config.train.batch_size=0", "train.batch_size must be at least 1, not 0."),
+    ("--config.train.steps=-5", "train.steps must be at least 1, not -5."),
+    ("--config.train.steps=abc", "flag --config.train.steps=abc: invalid literal for int() with base 10: 'abc'."),
+])
+def test_values_a_run_cannot_have(tmp_path, override, message):
+    fails_with("--config=cifar_resnet20:smoke", override, f"--workdir={tmp_path / 'run'}", message=message)
+    assert not (tmp_path / "run").exists()
+
+
+def test_ctrl_c_before_the_first_step_is_one_sentence_and_leaves_nothing(tmp_path, fashion_mnist_dir):
+    workdir = tmp_path / "run"
+    process = degradation("--config=cifar_resnet20:smoke", "--config.dataset.name=fashion_mnist",
+                          "--config.dataset.source=files", f"--config.dataset.data_dir={fashion_mnist_dir}",
+                          f"--workdir={workdir}")
+    deadline = time.time() + 240
+    while time.time() < deadline and not (workdir / "run.lock").exists():
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)  # while it reads the data or compiles
+    _, stderr = process.communicate(timeout=120)
+    # 130, or killed by SIGINT, which is how Python 3.11 ends after an interrupt has passed
+    # through exec() (dataclasses build their methods with it); a shell shows both as 130.
+    assert process.returncode in (130, -signal.SIGINT), stderr
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1].startswith("error: Interrupted before a checkpoint could be saved")
+    assert not workdir.exists()  # no empty checkpoints/, no lock: the folder it made is gone

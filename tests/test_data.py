@@ -2,6 +2,7 @@
 
 import gzip
 import io
+import os
 import pickle
 import socket
 import tarfile
@@ -20,10 +21,22 @@ def dataset_config(**values) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(defaults | values)
 
 
-def cifar_batch(images: np.ndarray, labels: np.ndarray, label_key: bytes) -> bytes:
+def cifar_batch(images: np.ndarray, labels: np.ndarray, label_key: bytes, protocol=None) -> bytes:
     """A batch file in the CIFAR python format: rows of 1024 R, 1024 G, 1024 B bytes."""
     data = images.transpose(0, 3, 1, 2).reshape(len(images), -1)
-    return pickle.dumps({b"data": data, label_key: labels.tolist()})
+    return pickle.dumps({b"data": data, label_key: labels.tolist()}, protocol=protocol)
+
+
+def cifar_records(images: np.ndarray, *label_columns: np.ndarray) -> bytes:
+    """A file in the CIFAR binary format: per image its label byte(s), then 3072 pixel bytes."""
+    pixels = images.transpose(0, 3, 1, 2).reshape(len(images), -1)
+    return np.concatenate([np.stack(label_columns, 1).astype(np.uint8), pixels], axis=1).tobytes()
+
+
+def add_to_tar(tar: tarfile.TarFile, name: str, blob: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(blob)
+    tar.addfile(info, io.BytesIO(blob))
 
 
 def write_cifar10_archive(directory, per_batch=4):
@@ -34,10 +47,7 @@ def write_cifar10_archive(directory, per_batch=4):
         names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
         for i, name in enumerate(names):
             rows = slice(i * per_batch, (i + 1) * per_batch)
-            blob = cifar_batch(images[rows], labels[rows], b"labels")
-            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
-            info.size = len(blob)
-            tar.addfile(info, io.BytesIO(blob))
+            add_to_tar(tar, f"cifar-10-batches-py/{name}", cifar_batch(images[rows], labels[rows], b"labels"))
     return images, labels
 
 
@@ -67,6 +77,70 @@ def test_extracted_cifar100_folder(tmp_path):
     images, labels = files.read("cifar100", "test", str(tmp_path))
     assert images.shape == (5, 32, 32, 3)
     np.testing.assert_array_equal(labels, [0, 20, 40, 60, 80])
+
+
+def test_cifar10_binary_archive_reads_as_the_python_one(tmp_path):
+    for folder in ("python", "binary"):
+        (tmp_path / folder).mkdir()
+    images, labels = write_cifar10_archive(tmp_path / "python")
+    with tarfile.open(tmp_path / "binary" / "cifar-10-binary.tar.gz", "w:gz") as tar:
+        names = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
+        for i, name in enumerate(names):
+            add_to_tar(tar, f"cifar-10-batches-bin/{name}", cifar_records(images[4 * i:4 * i + 4], labels[4 * i:4 * i + 4]))
+    for split in ("train", "test"):
+        binary = files.read("cifar10", split, str(tmp_path / "binary"))
+        python = files.read("cifar10", split, str(tmp_path / "python"))
+        np.testing.assert_array_equal(binary[0], python[0])
+        np.testing.assert_array_equal(binary[1], python[1])
+        assert binary[1].dtype == np.int32
+
+
+def test_extracted_cifar100_binary_folder_gives_the_fine_labels(tmp_path):
+    folder = tmp_path / "cifar-100-binary"
+    folder.mkdir()
+    images = np.random.default_rng(3).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    for split in ("train", "test"):
+        (folder / f"{split}.bin").write_bytes(cifar_records(images, np.arange(5), np.arange(5) * 20))
+    read_images, labels = files.read("cifar100", "train", str(tmp_path))
+    np.testing.assert_array_equal(read_images, images)
+    np.testing.assert_array_equal(labels, [0, 20, 40, 60, 80])
+
+
+def test_python_2_pickles_as_distributed_are_read(tmp_path):
+    """The original files: pickle protocol 2, numpy.core's array constructor, bytes keys."""
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    images = np.random.default_rng(4).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    blob = cifar_batch(images, np.array([7, 8, 9]), b"fine_labels", protocol=2)
+    (folder / "test").write_bytes(blob.replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
+    read_images, labels = files.read("cifar100", "test", str(tmp_path))
+    np.testing.assert_array_equal(read_images, images)
+    np.testing.assert_array_equal(labels, [7, 8, 9])
+
+
+class RunsACommand:
+    """What a crafted pickle can hold: a call, made by pickle.load, of any importable function."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+def test_a_crafted_cifar_pickle_runs_nothing_and_is_one_error(tmp_path):
+    marker = tmp_path / "ran"
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    crafted = {b"data": RunsACommand(f"touch {marker}"), b"labels": [0]}
+    (folder / "data_batch_1").write_bytes(pickle.dumps(crafted, protocol=2))
+    with pytest.raises(DataError) as error:
+        files.read("cifar10", "train", str(tmp_path))
+    assert str(error.value) == (
+        f"{folder / 'data_batch_1'} is not a CIFAR python batch file: it asks to load posix.system, "
+        "which a CIFAR batch does not hold and this reader does not run."
+    )
+    assert not marker.exists()
 
 
 def test_idx_files_are_padded_to_32x32_and_split(tmp_path):

@@ -23,7 +23,7 @@ def run(name, workdir, **overrides):
         self.wait()
 
     with mock.patch.object(checkpoint.Checkpoints, "save", save_and_wait), tfds.testing.mock_data(num_examples=64):
-        return train.train_and_evaluate(configs.get_config(name, overrides), workdir)
+        return train.train_and_evaluate(configs.get_config(name, overrides), workdir, allow_config_change=True)
 
 
 def test_resnet18_smoke_trains_evaluates_top5_and_resumes_exactly(tmp_path):

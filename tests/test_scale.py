@@ -62,8 +62,9 @@ def test_8_devices_1_device_and_moving_checkpoints_between_them(tmp_path, fashio
     np.testing.assert_allclose(summary(tmp_path / "one")["train_loss"], summary(tmp_path / "eight")["train_loss"], rtol=1e-5)
     assert_params_close(tmp_path / "one", tmp_path / "eight", rtol=1e-4)
 
-    one_to_eight = finish(run(command(tmp_path / "one", fashion_mnist_dir, 6), devices=8))
-    eight_to_one = finish(run(command(tmp_path / "eight", fashion_mnist_dir, 6)))
+    longer = "--allow_config_change"  # train.steps 3 -> 6
+    one_to_eight = finish(run(command(tmp_path / "one", fashion_mnist_dir, 6, longer), devices=8))
+    eight_to_one = finish(run(command(tmp_path / "eight", fashion_mnist_dir, 6, longer)))
     assert "Resuming" in one_to_eight and "Resuming" in eight_to_one
     np.testing.assert_allclose(summary(tmp_path / "one")["train_loss"], summary(tmp_path / "eight")["train_loss"], rtol=1e-4)
     assert_params_close(tmp_path / "one", tmp_path / "eight", rtol=1e-3)
@@ -83,9 +84,39 @@ def test_two_processes_write_one_set_of_files_that_one_process_resumes(tmp_path,
     assert rows == [(3, "train"), (3, "test"), (6, "train"), (6, "test")]  # written once
     assert checkpoint.Checkpoints(tmp_path / "checkpoints").all_steps() == [3, 6]
 
-    resumed = finish(run(command(tmp_path, fashion_mnist_dir, 9)))
+    resumed = finish(run(command(tmp_path, fashion_mnist_dir, 9, "--allow_config_change")))
     assert f"Resuming {tmp_path} from step 6" in resumed
     assert summary(tmp_path)["step"] == 9 and summary(tmp_path)["devices"] == 1
+
+
+SLOW_TO_COMPILE = """
+import runpy, time
+from cnn_jax.training import steps
+
+compile_steps = steps.TrainSteps.compile
+
+def slow_compile(self, *args):
+    seconds = compile_steps(self, *args)
+    time.sleep(35)  # a host with a cold compilation cache on a loaded machine
+    return seconds + 35
+
+steps.TrainSteps.compile = slow_compile
+runpy.run_module("experiments.degradation", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_two_processes_wait_for_each_other_after_compiling(tmp_path, fashion_mnist_dir):
+    """Process 1 compiles 35 s later than process 0, longer than gloo waits for the first
+    collective (30 s): both train once both have compiled."""
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    flags = command(tmp_path, fashion_mnist_dir, 3, f"--coordinator_address=localhost:{port}", "--num_processes=2")
+    fast = run(flags + ["--process_id=0"], devices=1)
+    slow = run([sys.executable, "-c", SLOW_TO_COMPILE, *flags[3:], "--process_id=1"], devices=1)
+    outputs = [finish(fast), finish(slow)]
+    assert "finished at step 3" in outputs[0]
+    assert summary(tmp_path)["devices"] == 2
 
 
 class JustBatchNorm(nn.Module):

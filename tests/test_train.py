@@ -74,7 +74,7 @@ def test_a_finished_run_says_so(tmp_path, idx_dir):
 def test_resumed_run_ends_with_the_parameters_of_an_uninterrupted_one(tmp_path, idx_dir):
     straight = train.train_and_evaluate(idx_config(idx_dir), tmp_path / "straight")
     train.train_and_evaluate(idx_config(idx_dir, **{"train.steps": 7}), tmp_path / "resumed")
-    resumed = train.train_and_evaluate(idx_config(idx_dir), tmp_path / "resumed")
+    resumed = train.train_and_evaluate(idx_config(idx_dir), tmp_path / "resumed", allow_config_change=True)
 
     assert resumed["step"] == straight["step"] == 12
     assert resumed["train_loss"] == straight["train_loss"] and resumed["test_error"] == straight["test_error"]
@@ -134,23 +134,53 @@ def test_short_real_run_on_fashion_mnist_files(tmp_path, fashion_mnist_dir):
     assert summary["test_error"] < 50.0  # chance is 90%; 80 steps of batch 64 reach about 32%
 
 
-def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoints(tmp_path, idx_dir):
-    config = idx_config(
-        idx_dir, **{"optimizer.lr": 1e30, "schedule.warmup_steps": 0, "checkpoint.every_steps": 1, "train.log_every_steps": 1}
-    )
-    with pytest.raises(DivergedError, match="loss of .* became nan before step (\\d+); its checkpoints up to step"):
-        train.train_and_evaluate(config, tmp_path)
-    steps = checkpoint.Checkpoints(tmp_path / "checkpoints").all_steps()
-    assert steps  # the finite steps before the divergence are on disk
+def test_a_diverged_state_is_never_checkpointed_and_the_error_names_the_last_finite_one(tmp_path, idx_dir):
+    """Lr 1e38 after 3 warm-up steps at 0.01: step 4 leaves parameters of about 1e37, finite
+    numbers whose next loss is not; the run stops there and keeps checkpoints 1 to 3."""
+    config = idx_config(idx_dir, **{"optimizer.lr": 1e38, "schedule.warmup_steps": 3,
+                                    "checkpoint.every_steps": 1, "train.log_every_steps": 1})
+    for _ in range(2):  # a second run resumes from the last finite checkpoint and stops alike
+        with pytest.raises(DivergedError, match="overflowed before step 4; the last finite checkpoint is step 3 in"):
+            train.train_and_evaluate(config, tmp_path)
+    assert checkpoint.Checkpoints(tmp_path / "checkpoints").all_steps() == [1, 2, 3]
+    params = final_params(tmp_path)
+    assert max(float(np.abs(p).max()) for p in jax.tree.leaves(params)) < 10
 
 
-def test_corrupt_checkpoint_is_a_clear_error(tmp_path, idx_dir):
+def flip_a_bit(checkpoint_dir: pathlib.Path) -> None:
+    """Flips one bit in the middle of the largest array data file of a checkpoint."""
+    data = max((p for p in checkpoint_dir.rglob("*") if p.is_file() and p.parent.name == "d"),
+               key=lambda p: p.stat().st_size)
+    content = bytearray(data.read_bytes())
+    content[len(content) // 2] ^= 0x10
+    data.write_bytes(bytes(content))
+
+
+def test_a_flipped_bit_in_a_checkpoint_is_found_and_the_run_resumes_from_the_previous_one(tmp_path, idx_dir, caplog):
+    train.train_and_evaluate(idx_config(idx_dir), tmp_path)  # checkpoints 6 and 12
+    intact = final_params(tmp_path)
+    flip_a_bit(tmp_path / "checkpoints" / "12")
+
+    longer = idx_config(idx_dir, **{"train.steps": 18})
+    with caplog.at_level("WARNING", logger="cnn_jax"):
+        train.train_and_evaluate(longer, tmp_path, allow_config_change=True)
+    notices = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "corrupt" in r.getMessage()]
+    assert len(notices) == 1 and "checkpoints/12 is corrupt: " in notices[0]
+    assert "does not have the checksum it was saved with" in notices[0] and "resuming from step 6" in notices[0]
+    assert (tmp_path / "checkpoints" / "12.unrestorable").is_dir()  # kept, not deleted
+    assert checkpoint.Checkpoints(tmp_path / "checkpoints").all_steps() == [6, 12, 18]
+    # Steps 7 to 12 trained again give back the parameters the flipped bit had changed.
+    jax.tree.map(np.testing.assert_array_equal, checkpoint.load(tmp_path, step=12)[1]["params"], intact)
+
+
+def test_a_workdir_whose_checkpoints_all_fail_is_a_clear_error_that_deletes_nothing(tmp_path, idx_dir):
     train.train_and_evaluate(idx_config(idx_dir, **{"train.steps": 6}), tmp_path)
-    for path in (tmp_path / "checkpoints" / "6").rglob("*"):
-        if path.is_file() and path.stat().st_size > 0:
-            path.write_bytes(b"garbage")
-    with pytest.raises(CheckpointError, match="checkpoints/6 cannot be restored .*delete that folder"):
-        train.train_and_evaluate(idx_config(idx_dir), tmp_path)
+    files = [p for p in (tmp_path / "checkpoints" / "6").rglob("*") if p.is_file() and p.stat().st_size > 0]
+    for path in files:
+        path.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="No checkpoint in .* can be restored .*checkpoints/6 cannot be restored"):
+        train.train_and_evaluate(idx_config(idx_dir), tmp_path, allow_config_change=True)
+    assert all(path.read_bytes() == b"garbage" for path in files)
 
 
 def test_batch_larger_than_the_training_set(tmp_path, idx_dir):

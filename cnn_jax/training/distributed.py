@@ -44,3 +44,15 @@ def initialize(
         "Process %d of %d, %d local / %d global devices.",
         jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count(),
     )
+
+
+def barrier(name: str, timeout_s: int = 3600) -> None:
+    """Waits until every process has called `barrier(name)` (a no-op for one process).
+
+    Hosts compile at different speeds (one may find its programs in the compilation cache),
+    and the first collective of a step sets up gloo on CPUs with a 30 s deadline. This waits
+    on the coordination service instead, up to `timeout_s`; `name` must be new each time.
+    """
+    import orbax.checkpoint as ocp
+
+    ocp.multihost.get_barrier_sync_fn()(key=name, timeout_ms=timeout_s * 1000)

@@ -14,6 +14,9 @@ import jax
 import tqdm
 from etils import epath
 
+from cnn_jax.errors import WorkdirError
+from cnn_jax.training import workdir as workdir_lib
+
 log = logging.getLogger(__name__)
 
 
@@ -25,9 +28,11 @@ class MetricWriter:
     """Writes `{"step", "split", "loss", "error", ...}` rows to metrics.jsonl (rows of split
     "diagnostics", gradient norms and the like, to diagnostics.jsonl) and TensorBoard.
 
-    Resuming from a checkpoint at step `resume_step` drops the rows written after it, so the
-    files always describe the run that the checkpoints continue. A file is rewritten whole
-    at each write (they stay small), which works on object stores without appends (gs://).
+    Each row is appended and flushed as it is written, and the TensorBoard events with it, so
+    a crash loses nothing written before it. Resuming from a checkpoint at step
+    `resume_step` drops the rows written after it (and a line torn by a crash), so the files
+    always describe the run that the checkpoints continue. Object stores (gs://) cannot
+    append: there a file is rewritten whole at each write.
     """
 
     FILES = {"diagnostics": "diagnostics.jsonl"}  # by split; the others go to metrics.jsonl
@@ -38,15 +43,16 @@ class MetricWriter:
         self.on_write = on_write
         if not self.enabled:
             return
-        from tensorboardX import SummaryWriter  # Imported here: only process 0 needs it.
-
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self._appendable = "://" not in str(self.workdir)
         self._lines = {}
         for name in {"metrics.jsonl", *self.FILES.values()}:
             path = self.workdir / name
-            rows = path.read_text().splitlines() if path.exists() else []
-            self._lines[name] = [r for r in rows if r.strip() and json.loads(r)["step"] <= resume_step]
-        self._tensorboard = SummaryWriter(str(workdir), purge_step=resume_step or None)
+            rows = read_metrics(self.workdir, name)
+            self._lines[name] = [json.dumps(r) for r in rows if r["step"] <= resume_step]
+            if path.exists() and path.read_text() != _text(self._lines[name]):
+                workdir_lib.write_atomically(path, _text(self._lines[name]))
+        self._tensorboard = _Events(self.workdir, resume_step)
 
     def write(self, step: int, split: str, **values: Any) -> None:
         if not self.enabled:
@@ -54,24 +60,65 @@ class MetricWriter:
         filename = self.FILES.get(split, "metrics.jsonl")
         row = {"step": step, "split": split, **values}
         self._lines[filename].append(json.dumps(row))
-        (self.workdir / filename).write_text("".join(line + "\n" for line in self._lines[filename]))
+        if self._appendable:
+            with (self.workdir / filename).open("a") as f:
+                f.write(self._lines[filename][-1] + "\n")
+        else:
+            (self.workdir / filename).write_text(_text(self._lines[filename]))
         if self.on_write:
             self.on_write(self.workdir, row)
-        for name, value in values.items():
-            if isinstance(value, (int, float)) and math.isfinite(value):
-                self._tensorboard.add_scalar(f"{split}/{name}", value, step)
+        self._tensorboard.write(step, {f"{split}/{name}": value for name, value in values.items()
+                                       if isinstance(value, (int, float)) and math.isfinite(value)})
 
     def close(self) -> None:
         if self.enabled:
             self._tensorboard.close()
 
 
+class _Events:
+    """A TensorBoard events file, each write on disk when it returns (tensorboardX's
+    SummaryWriter writes from a thread of its own, which kill -9 leaves with nothing written)."""
+
+    def __init__(self, workdir: epath.Path, resume_step: int):
+        from tensorboardX import event_file_writer, summary  # Imported here: only process 0 needs it.
+        from tensorboardX.proto import event_pb2
+
+        self._pb, self._scalar = event_pb2, summary.scalar
+        self._writer = event_file_writer.EventsWriter(str(workdir / "events"))
+        if resume_step:  # TensorBoard drops the earlier files' events after this step
+            start = event_pb2.SessionLog(status=event_pb2.SessionLog.START)
+            self._writer.write_event(self._pb.Event(step=resume_step, wall_time=time.time(), session_log=start))
+
+    def write(self, step: int, scalars: dict[str, float]) -> None:
+        for tag, value in scalars.items():
+            summary = self._scalar(tag, value)
+            self._writer.write_event(self._pb.Event(step=step, wall_time=time.time(), summary=summary))
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
 def read_metrics(workdir: epath.PathLike, filename: str = "metrics.jsonl") -> list[dict[str, Any]]:
-    """The rows of a workdir's metrics.jsonl (or diagnostics.jsonl); none if it is missing."""
+    """The rows of a workdir's metrics.jsonl (or diagnostics.jsonl); none if it is missing.
+    A last line cut short by a crash is left out, with one line of notice."""
     path = epath.Path(workdir) / filename
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = path.read_text().splitlines() if path.exists() else []
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number < len(lines):
+                raise WorkdirError(f"Line {number} of {path} is not a JSON object; the file is corrupt.") from None
+            log.warning("Left out the last line of %s, cut short by a crash: %.60s", path, line)
+    return rows
+
+
+def _text(lines: list[str]) -> str:
+    return "".join(line + "\n" for line in lines)
 
 
 class Progress:

@@ -135,7 +135,7 @@ class Streaming:
         step = int(state.step[0])
         if self._batches is None or self._next_step != step:
             self._batches = self._device_batches(step)
-        sums = steps.zero_sums() | {"lr": np.float32(0)}
+        sums = steps.zero_sums() | {"lr": np.float32(0), "finite": np.True_}
         for _ in range(num_steps):
             batch = next(self._batches)
             state, metrics = self._step(state, batch["images"], batch["labels"])

@@ -103,7 +103,8 @@ class TrainSteps:
                 state, metrics = step_fn(state, data)
                 return state, _accumulate(sums, metrics)
 
-            return jax.lax.fori_loop(0, num_steps, body, (state, zero_sums() | {"lr": jnp.zeros(())}))
+            state, sums = jax.lax.fori_loop(0, num_steps, body, (state, zero_sums() | {"lr": jnp.zeros(())}))
+            return state, sums | {"finite": is_finite(state)}
 
         self._many_steps = jax.jit(
             per_replica(many_steps, replicas), out_shardings=(replicated, replicated), donate_argnums=0
@@ -121,8 +122,17 @@ class TrainSteps:
 
 
 def _accumulate(sums: Metrics, metrics: Metrics) -> Metrics:
-    """Adds a step's metrics to the sums; `lr` is the latest step's."""
-    return {k: metrics[k] if k == "lr" else sums[k] + metrics[k] for k in sums}
+    """Adds a step's metrics to the sums; `lr` and `finite` are the latest step's."""
+    return {k: metrics[k] if k in ("lr", "finite") else sums[k] + metrics[k] for k in sums}
+
+
+def is_finite(state: TrainState) -> jax.Array:
+    """Whether the parameters, BN statistics and optimizer state have a finite squared norm:
+    no inf or NaN, and no value beyond about 1e19, which no float32 net that still trains
+    reaches (one reduction, inside the compiled call, so a diverged state is never saved)."""
+    trees = (state.params, state.batch_stats, state.opt_state)
+    floats = [x for x in jax.tree.leaves(trees) if jnp.issubdtype(x.dtype, jnp.floating)]
+    return jnp.isfinite(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in floats))
 
 
 def make_update(
@@ -215,8 +225,13 @@ def make_stream_step(
 ) -> Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, Metrics]]:
     """The compiled train step on a batch prepared by the host (streaming data sets)."""
     replicated = sharding.replicated(mesh)
-    update = per_replica(make_update(model, optimizer, config, mesh), replicas)
-    return jax.jit(update, out_shardings=(replicated, replicated), donate_argnums=0)
+    update = make_update(model, optimizer, config, mesh)
+
+    def checked_update(state: TrainState, images: jax.Array, labels: jax.Array):
+        state, metrics = update(state, images, labels)
+        return state, metrics | {"finite": is_finite(state)}
+
+    return jax.jit(per_replica(checked_update, replicas), out_shardings=(replicated, replicated), donate_argnums=0)
 
 
 def batch_sums(model: nn.Module, state: TrainState, images, labels, mask) -> Metrics:

@@ -2,17 +2,20 @@
 
 It trains in calls of many steps, each ending at the next log, eval or checkpoint boundary,
 so metrics and checkpoints are exact at those steps. Running it again on the same workdir
-resumes from the latest checkpoint; on a finished run it returns the saved summary.
+resumes from the latest intact checkpoint; on a finished run it returns the saved summary.
+A workdir holds one run at a time, and only the run its config.json describes (`workdir`).
 `train_replicas` trains several seeds of one net in one compiled program, each with its own
 workdir, exactly as if each had been trained alone (up to float rounding).
 """
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import math
 import signal
+import sys
 import threading
 import time
 from typing import Any, Callable, Iterator
@@ -24,21 +27,26 @@ from etils import epath
 
 from cnn_jax import models
 from cnn_jax.errors import ConfigError, DivergedError, Interrupted
-from cnn_jax.training import checkpoint, metrics, optim, pipelines, sharding, state as state_lib, steps
+from cnn_jax.training import checkpoint, distributed, metrics, optim, pipelines, sharding, steps
+from cnn_jax.training import state as state_lib, workdir as workdir_lib
 
 log = logging.getLogger(__name__)
 
 SUMMARY = "summary.json"
-CONFIG = "config.json"
 
 
 def train_and_evaluate(
-    config: ml_collections.ConfigDict, workdir: epath.PathLike, on_metrics: metrics.MetricsCallback | None = None
+    config: ml_collections.ConfigDict,
+    workdir: epath.PathLike,
+    on_metrics: metrics.MetricsCallback | None = None,
+    allow_config_change: bool = False,
 ) -> dict[str, Any]:
     """Trains `config` in `workdir` (a local path or gs://...), resuming if it holds
     checkpoints, and returns the summary. `on_metrics(workdir, row)` sees every row written
-    to metrics.jsonl or diagnostics.jsonl (process 0 only)."""
-    return train_replicas([config], [workdir], on_metrics)[0]
+    to metrics.jsonl or diagnostics.jsonl (process 0 only). A resume must have the config
+    the run started with, except, with `allow_config_change`, in the fields that
+    `workdir.SAFE_TO_CHANGE` lists (e.g. `train.steps` to extend a run)."""
+    return train_replicas([config], [workdir], on_metrics, allow_config_change)[0]
 
 
 @dataclasses.dataclass(eq=False)
@@ -64,19 +72,33 @@ def train_replicas(
     configs: list[ml_collections.ConfigDict],
     workdirs: list[epath.PathLike],
     on_metrics: metrics.MetricsCallback | None = None,
+    allow_config_change: bool = False,
 ) -> list[dict[str, Any]]:
     """Trains configs that differ only in `seed` together, one workdir each; returns the
     summaries. A finished run is skipped; the others resume from their latest checkpoints."""
+    _check_same_but_seed(configs)
+    for config in configs:
+        _check_values(config)
     runs = [_Run(c, epath.Path(w), checkpoint.Checkpoints(epath.Path(w) / "checkpoints", c.checkpoint.keep))
             for c, w in zip(configs, workdirs)]
-    _check_same_but_seed(configs)
-    todo = [run for run in runs if not run.finished]
-    if todo:
-        _train(todo, on_metrics)
-    return [run.summary() | ({} if run in todo else {"already_finished": True}) for run in runs]
+    with contextlib.ExitStack() as locks:
+        for run in runs:
+            locks.enter_context(workdir_lib.lock(run.workdir))
+            workdir_lib.check_config(run.config, run.workdir, allow_config_change)
+            if (run.ckpts.latest_step() or 0) > run.config.train.steps:
+                raise ConfigError(
+                    f"train.steps={run.config.train.steps} is below step {run.ckpts.latest_step()} "
+                    f"of the latest checkpoint in {run.workdir}."
+                )
+        todo = [run for run in runs if not run.finished]
+        if todo:
+            with _Signals() as signals:
+                trained = dict(zip(todo, _train(todo, on_metrics, signals)))
+    return [trained[run] if run in todo else run.summary() | {"already_finished": True} for run in runs]
 
 
-def _train(runs: list[_Run], on_metrics: metrics.MetricsCallback | None) -> None:
+def _train(runs: list[_Run], on_metrics: metrics.MetricsCallback | None, signals: "_Signals") -> list[dict[str, Any]]:
+    """Trains `runs` to the end; returns their summaries."""
     config = runs[0].config
 
     # ----- Model and optimizer: config errors surface before any data is read ---------------
@@ -91,11 +113,11 @@ def _train(runs: list[_Run], on_metrics: metrics.MetricsCallback | None) -> None
     states = []
     for run in runs:
         state = state_lib.create(model, optimizer, run.config, pipeline.pixel_mean, mesh, pipeline.input_shape)
-        if run.ckpts.latest_step() is not None:
-            state = run.ckpts.restore(state)
+        restored = run.ckpts.restore_latest(state)
+        if restored is not None:
+            state = restored
             log.info("Resuming %s from step %d.", run.workdir, int(state.step))
         states.append(state)
-        _write_config(run.config, run.workdir)
     if len({int(s.step) for s in states}) > 1:
         raise ConfigError(
             "Replicas trained together must resume from the same step; train "
@@ -105,6 +127,9 @@ def _train(runs: list[_Run], on_metrics: metrics.MetricsCallback | None) -> None
     compile_s = pipeline.compile(state)
     if compile_s:
         log.info("Compiled the train step of %s in %.1f s.", config.model.name, compile_s)
+    distributed.barrier(f"compiled {runs[0].workdir}")  # hosts compile at different speeds
+    for run in runs:
+        _write_config(run.config, run.workdir)
 
     # ----- Training loop ------------------------------------------------------------------
     step, total_steps = int(states[0].step), config.train.steps
@@ -114,7 +139,7 @@ def _train(runs: list[_Run], on_metrics: metrics.MetricsCallback | None) -> None
     progress = metrics.Progress(step, total_steps)
     window, window_steps, window_seconds = None, 0, 0.0
     try:
-        with _stop_requested_on_signal() as stop_requested:
+        with signals.training() as stop_requested:
             while step < total_steps:
                 tick = time.perf_counter()
                 state, sums = pipeline.train(state, _steps_to_boundary(step, config))
@@ -162,6 +187,7 @@ def _train(runs: list[_Run], on_metrics: metrics.MetricsCallback | None) -> None
                 run.writer.close()
         progress.close()
 
+    summaries = []
     for run, replica in zip(runs, state_lib.unstack(state)):
         summary = {
             "config": run.config.get("name", ""),
@@ -176,8 +202,10 @@ def _train(runs: list[_Run], on_metrics: metrics.MetricsCallback | None) -> None
             **{f"{split}_{k}": v for split, values in run.latest.items() for k, v in values.items()},
         }
         if jax.process_index() == 0:
-            (run.workdir / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+            workdir_lib.write_atomically(run.workdir / SUMMARY, json.dumps(summary, indent=2) + "\n")
         run.ckpts.close()
+        summaries.append(summary)
+    return summaries
 
 
 def _replica(sums: dict[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
@@ -192,13 +220,29 @@ def _check_same_but_seed(configs: list[ml_collections.ConfigDict]) -> None:
         raise ConfigError("Replicas trained together must have the same config but for the seed.")
 
 
+def _check_values(config: ml_collections.ConfigDict) -> None:
+    positive = ("train.batch_size", "train.steps", "train.log_every_steps", "eval.every_steps",
+                "eval.batch_size", "checkpoint.every_steps", "checkpoint.keep")
+    for field in positive:
+        value = functools.reduce(getattr, field.split("."), config)
+        if value < 1:
+            raise ConfigError(f"{field} must be at least 1, not {value}.")
+    if config.train.get("diagnostics_every_steps", 0) < 0:
+        raise ConfigError("train.diagnostics_every_steps must be 0 (off) or more.")
+
+
 def _check_finite(sums: dict[str, np.ndarray], step: int, runs: list[_Run]) -> None:
-    for loss, run in zip(sums["loss"], runs):
-        if not math.isfinite(float(loss)):
+    """Stops a run whose loss or state stopped being finite; its checkpoints, all written
+    before this check failed, are finite."""
+    for loss, finite, run in zip(sums["loss"], sums["finite"], runs):
+        if not (math.isfinite(float(loss)) and finite):
+            run.ckpts.wait()
             kept = run.ckpts.latest_step()
+            what = (f"training loss of {run.workdir} became {float(loss)}" if not math.isfinite(float(loss))
+                    else f"parameters or optimizer state of {run.workdir} overflowed")
             raise DivergedError(
-                f"The training loss of {run.workdir} became {float(loss)} before step {step}; "
-                + (f"its checkpoints up to step {kept} are kept in {run.ckpts.directory}."
+                f"The {what} before step {step}; "
+                + (f"the last finite checkpoint is step {kept} in {run.ckpts.directory}."
                    if kept is not None else "no checkpoint had been written yet.")
             )
 
@@ -213,25 +257,47 @@ def _steps_to_boundary(step: int, config: ml_collections.ConfigDict) -> int:
 def _write_config(config: ml_collections.ConfigDict, workdir: epath.Path) -> None:
     if jax.process_index() == 0:
         workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / CONFIG).write_text(config.to_json_best_effort(indent=2) + "\n")
+        workdir_lib.write_atomically(workdir / workdir_lib.CONFIG, config.to_json_best_effort(indent=2) + "\n")
 
 
-@contextlib.contextmanager
-def _stop_requested_on_signal() -> Iterator[Callable[[], bool]]:
-    """Turns the first Ctrl-C (or SIGTERM) into a request to checkpoint and stop at the next
-    log step; a second Ctrl-C interrupts at once."""
-    requested = []
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: False  # Signals reach only the main thread.
-        return
+class _Signals:
+    """Ctrl-C (or SIGTERM) during `_train`. Before the first step it stops the run at once
+    (KeyboardInterrupt, which the entry points print as one line; the request is kept too,
+    since a library may swallow the exception, and `training` raises it again). From
+    the first step on, it requests a checkpoint and a stop at the next boundary; a second
+    Ctrl-C interrupts at once."""
 
-    def request_stop(signum, frame):
-        requested.append(signum)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    def __init__(self):
+        self.requested, self._training, self._previous = [], False, {}
 
-    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield lambda: bool(requested)
-    finally:
-        for s, handler in previous.items():
+    def __enter__(self) -> "_Signals":
+        if threading.current_thread() is threading.main_thread():  # signals reach only it
+            self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+            self._hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for s, handler in self._previous.items():
             signal.signal(s, handler)
+        if self._previous:
+            sys.unraisablehook = self._hook
+
+    @contextlib.contextmanager
+    def training(self) -> Iterator[Callable[[], bool]]:
+        """From here on, Ctrl-C requests a checkpoint and a stop; yields whether one was."""
+        if self.requested:
+            raise KeyboardInterrupt
+        self._training = True
+        yield lambda: bool(self.requested)
+
+    def _handle(self, signum, frame) -> None:
+        self.requested.append(signum)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if not self._training:
+            raise KeyboardInterrupt
+
+    def _unraisable(self, unraisable) -> None:
+        """Keeps quiet about a KeyboardInterrupt that a callback swallowed (JAX's garbage
+        collection hook does): `training` raises it again."""
+        if not issubclass(unraisable.exc_type, KeyboardInterrupt):
+            self._hook(unraisable)
