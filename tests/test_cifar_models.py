@@ -7,7 +7,7 @@ import pytest
 
 from cnn_jax import models
 from cnn_jax.errors import ConfigError
-from cnn_jax.models import cifar_resnet
+from cnn_jax.models import cifar_resnet, layers
 
 # Table 6, recomputed from the layer specs with option A shortcuts (BN gamma/beta counted).
 RESNET_PARAMS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962, 1202: 19_421_274}
@@ -172,3 +172,30 @@ def test_block_outputs_are_stored_once_not_recomputed_in_every_consumer():
     fusions = re.findall(r"\n%?fused_computation[^\n]*", hlo)
     activations_read = [len(re.findall(r"param_[\d.]+: f32\[8,32,32,4\]", f)) for f in fusions]
     assert fusions and max(activations_read) <= 4
+
+
+def _centre_of_mass(y: jax.Array) -> np.ndarray:
+    """Row and column of the centre of |y|'s mass, summed over the batch and channels."""
+    mass = np.abs(np.asarray(y)).sum(axis=(0, 3))
+    rows, cols = np.indices(mass.shape)
+    return np.array([(rows * mass).sum(), (cols * mass).sum()]) / mass.sum()
+
+
+@pytest.mark.parametrize("option", ["A", "B"])
+def test_stride_2_branch_is_centred_where_its_shortcut_is(option):
+    # One bright pixel at (10, 10): the shortcut reads it at (5, 5), and a branch of
+    # convolutions with symmetric kernels must respond centred there too ('SAME' padding,
+    # (0, 1), would centre the branch half a pixel up and left: F(x) + x misaligned).
+    x = jnp.zeros((1, 16, 16, 4)).at[0, 10, 10, :].set(1.0)
+    conv, norm = layers.conv(), layers.batch_norm(train=False)
+    ones = lambda tree: jax.tree_util.tree_map_with_path(  # kernels and BN scales 1, biases 0
+        lambda path, leaf: leaf * 0 if path[-1].key == "bias" else jnp.ones_like(leaf), tree
+    )
+    branch = cifar_resnet.BasicBlock(8, 2, residual=False, shortcut=option, conv=conv, norm=norm)
+    variables = branch.init(jax.random.key(0), x)
+    branch_out = branch.apply({**variables, "params": ones(variables["params"])}, x)
+    shortcut = cifar_resnet.Shortcut(8, 2, option, conv, norm)
+    variables = shortcut.init(jax.random.key(0), x)
+    shortcut_out = shortcut.apply({**variables, "params": ones(variables.get("params", {}))}, x)
+    np.testing.assert_allclose(_centre_of_mass(shortcut_out), [5.0, 5.0], atol=1e-6)
+    np.testing.assert_allclose(_centre_of_mass(branch_out), [5.0, 5.0], atol=1e-6)

@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from cnn_jax.errors import ConfigError
-from cnn_jax.models import resnet
+from cnn_jax.models import layers, resnet
 
 # torchvision's published counts (shortcut option B: projections where the shape changes).
 TORCHVISION_PARAMS = {
@@ -133,7 +133,7 @@ def test_convolutions_pad_symmetrically_like_torchvision():
     # A stride-2 3x3 convolution pads 1 on every side ('SAME' would pad only right/bottom).
     x = jax.random.normal(jax.random.key(0), (1, 8, 8, 2))
     kernel = jax.random.normal(jax.random.key(1), (3, 3, 2, 3))
-    conv = resnet.symmetric_conv()(3, (3, 3), strides=2)
+    conv = layers.conv()(3, (3, 3), strides=2)
     y = conv.apply({"params": {"kernel": kernel}}, x)
     expected = jax.lax.conv_general_dilated(
         x, kernel, (2, 2), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")

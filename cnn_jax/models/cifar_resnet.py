@@ -13,6 +13,10 @@ ResNet adds one shortcut per block, a plain net has none. Shortcut options
 (section 3.3): A is the identity, subsampled by 2 and zero-padded to the new
 width where the shape changes (no parameters, CIFAR's choice); B projects with
 a 1x1 convolution + BN where the shape changes; C projects in every block.
+
+Convolutions pad k // 2 on each side, as the papers' Torch/Caffe code does: a stride-2 3x3
+convolution's output pixel i is centred on input pixel 2i, which is the pixel option A's
+subsampled shortcut and option B's 1x1 stride-2 projection read, so F(x) and x are aligned.
 """
 
 import functools

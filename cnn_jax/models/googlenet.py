@@ -17,8 +17,10 @@ parameter tree has them unless aux_classifiers=False.
 
 Parameters at 1000 classes: 6,998,552 without the auxiliary classifiers (the paper's Table 1
 column sums to about 6.8M; recounted from its channel numbers it is 7.0M) and 13,378,280 with
-them (3,188,840 + 3,190,888, mostly their 2048x1024 FC layers). Pooling uses SAME padding,
-which at 224x224 gives the paper's 112/56/28/14/7 maps (Caffe's ceil-mode pooling). The 5x5
+them (3,188,840 + 3,190,888, mostly their 2048x1024 FC layers). conv1 pads 3 on each side
+(Caffe's bvlc_googlenet; 'SAME' would pad 2 and 3). The 3x3/2 max pools use SAME padding, which
+on these even maps pads one row and column at the end: the windows of Caffe's ceil-mode pooling,
+and the paper's 112/56/28/14/7 maps at 224x224. The 5x5
 branches are 5x5 as in the paper (torchvision's are 3x3).
 """
 
@@ -115,7 +117,8 @@ class GoogLeNet(nn.Module):
             nn.max_pool, window_shape=(3, 3), strides=(2, 2), padding="SAME"
         )
 
-        x = conv(64, (7, 7), strides=2, name="conv1")(x.astype(self.dtype))
+        x = x.astype(self.dtype)
+        x = conv(64, (7, 7), strides=2, padding=((3, 3), (3, 3)), name="conv1")(x)
         x = maybe_lrn(max_pool(x))
         x = conv(64, (1, 1), name="conv2_reduce")(x)
         x = conv(192, (3, 3), name="conv2")(x)

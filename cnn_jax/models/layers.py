@@ -17,18 +17,27 @@ he_normal = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
 
 
 def conv(dtype: Any = jnp.float32) -> ModuleDef:
-    """A bias-free convolution with 'SAME' padding and He-normal init (BN follows it).
+    """A bias-free convolution with He-normal init (BN follows it), padding k // 2 on each side.
 
+    The papers' Caffe/Torch code pads symmetrically, so a stride-2 convolution's output pixel i
+    is centred on input pixel 2i, where option A's subsampled shortcut `x[::2]` reads; 'SAME'
+    would pad (0, 1) and centre it on 2i + 1. `padding=` overrides it (Inception's "V" layers).
     On CPUs it runs oneDNN's kernels, or XLA's in the layout they are fast in (see `cpu_conv`).
     """
-    return functools.partial(
-        nn.Conv,
-        use_bias=False,
-        padding="SAME",
-        kernel_init=he_normal,
-        dtype=dtype,
-        conv_general_dilated=cpu_conv.conv_general_dilated,
-    )
+
+    def make(features: int, kernel_size: tuple[int, ...], **kwargs: Any) -> nn.Conv:
+        kwargs.setdefault("padding", [(k // 2, k // 2) for k in kernel_size])
+        return nn.Conv(
+            features,
+            kernel_size,
+            use_bias=kwargs.pop("use_bias", False),
+            kernel_init=he_normal,
+            dtype=dtype,
+            conv_general_dilated=cpu_conv.conv_general_dilated,
+            **kwargs,
+        )
+
+    return make
 
 
 def stored_relu(x: jnp.ndarray) -> jnp.ndarray:

@@ -53,17 +53,6 @@ STAGE_STRIDES = (1, 2, 2, 2)  # conv2_x follows the max pool at 56x56
 BOTTLENECK_EXPANSION = 4
 
 
-def symmetric_conv(dtype: Any = jnp.float32) -> layers.ModuleDef:
-    """`layers.conv`, but padding k // 2 on each side (Caffe, torchvision) instead of 'SAME'."""
-    make = layers.conv(dtype)
-
-    def conv(features: int, kernel_size: tuple[int, ...], **kwargs: Any) -> nn.Conv:
-        padding = [(k // 2, k // 2) for k in kernel_size]
-        return make(features, kernel_size, padding=padding, **kwargs)
-
-    return conv
-
-
 class Bottleneck(nn.Module):
     """1x1 (filters), 3x3 (filters), 1x1 (4 x filters), each with BN (Figure 5, right).
 
@@ -125,7 +114,7 @@ class ResNet(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
-        conv = symmetric_conv(self.dtype)
+        conv = layers.conv(self.dtype)
         norm = layers.batch_norm(train, self.dtype)
         stage_blocks, kind = STAGE_BLOCKS[self.depth]
         block = BasicBlock
