@@ -74,7 +74,8 @@ def prepare(
     from cnn_jax.data.datasets import Split
     from cnn_jax.models import summary
     from cnn_jax.native import onednn
-    from cnn_jax.training import optim, sharding, state as state_lib, steps as steps_lib
+    from cnn_jax import sharding
+    from cnn_jax.training import optim, state as state_lib, steps as steps_lib
 
     config = benchmark_config(model_name, batch_size, dtype, scan)
     shape = models.input_shape(model_name, image_size)

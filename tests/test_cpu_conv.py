@@ -14,9 +14,11 @@ from jax import lax
 from cnn_jax import models
 from cnn_jax.data import augment, in_memory
 from cnn_jax.data.datasets import Split
-from cnn_jax.models import canonical_conv, cpu_conv
+from cnn_jax.cpu import canonical_conv, xla_flags
+from cnn_jax.cpu import conv as cpu_conv
 from cnn_jax.native import build, check, onednn
-from cnn_jax.training import optim, sharding, steps
+from cnn_jax import sharding
+from cnn_jax.training import optim, steps
 from cnn_jax.training import state as state_lib
 from experiments import configs
 from tests.conftest import GATE_SUMMARIES, ROOT
@@ -295,11 +297,11 @@ def test_grouped_convolutions_fall_back_to_lax():
 @pytest.mark.parametrize(
     "accelerator, xla_flags, expected",
     [
-        (False, "", canonical_conv.EIGEN_CONVOLUTIONS),
+        (False, "", xla_flags.EIGEN_CONVOLUTIONS),
         (
             False,
             "--xla_force_host_platform_device_count=8",
-            "--xla_force_host_platform_device_count=8 " + canonical_conv.EIGEN_CONVOLUTIONS,
+            "--xla_force_host_platform_device_count=8 " + xla_flags.EIGEN_CONVOLUTIONS,
         ),
         (
             False,
@@ -314,10 +316,10 @@ def test_eigen_convolutions_are_chosen_only_for_cpu_only_installs(
 ):
     monkeypatch.setenv("XLA_FLAGS", xla_flags)
     monkeypatch.setattr(
-        canonical_conv.importlib.util, "find_spec", lambda name: object() if accelerator else None
+        xla_flags.importlib.util, "find_spec", lambda name: object() if accelerator else None
     )
-    canonical_conv.use_eigen_convolutions_on_cpu()
-    assert canonical_conv.os.environ["XLA_FLAGS"] == expected
+    xla_flags.use_eigen_convolutions_on_cpu()
+    assert xla_flags.os.environ["XLA_FLAGS"] == expected
 
 
 def test_every_convolution_of_the_zoo_equals_xla(with_onednn, request):
