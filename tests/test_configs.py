@@ -70,3 +70,14 @@ def test_unknown_argument_and_unknown_field_are_config_errors():
         configs.get_config("cifar_resnet20:smok")
     with pytest.raises(ConfigError):
         configs.get_config("cifar_resnet20", {"train.stepz": 5})
+
+
+
+@pytest.mark.parametrize(
+    "name, shortcut",
+    [("imagenet_resnet18", "A"), ("imagenet_resnet34", "A"), ("imagenet_resnet50", "B")],
+)
+def test_imagenet_resnets_use_the_papers_shortcut_option(name, shortcut):
+    """Table 2's ResNet-18/34 are option A, the bottleneck nets option B (section 4.1)."""
+    assert configs.get_config(name).model.shortcut == shortcut
+    assert configs.get_config(name, {"model.shortcut": "B"}).model.shortcut == "B"

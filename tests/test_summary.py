@@ -164,11 +164,22 @@ def test_cli_unknown_model():
 @pytest.mark.parametrize("name", sorted(published.NUMBERS))
 def test_every_published_count_is_met(name):
     """Our inference nets against the published numbers. The papers round ("about 60M"), and
-    GoogLeNet's Table 1 sums to 6.8M while its channel counts give 7.0M, and its 1.5G is a
-    budget: 3% on parameters, 6% on multiply-adds."""
+    GoogLeNet's Table 1 sums to 6.8M while its channel counts give 7.0M, and its 1.5G is the
+    design budget, not a count (1.58G): 3% on parameters, 6% on multiply-adds."""
     numbers = published.NUMBERS[name]
     params, macs = summary.totals(summary.layer_table(models.create(name), models.input_shape(name)))
     if numbers.params is not None:
         assert params == pytest.approx(numbers.params, rel=0.03)
     if numbers.multiply_adds is not None:
         assert macs == pytest.approx(numbers.multiply_adds, rel=0.06)
+
+
+@pytest.mark.parametrize("resnet, plain", sorted(published.OPTION_A_TWINS.items()))
+def test_table_2_option_a_resnets_have_the_plain_nets_parameters(resnet, plain):
+    """Section 4.1: Table 2's ResNet-18/34 (option A) add no parameter to plain-18/34; option B
+    (torchvision's count) adds the three 1x1 projections + BN."""
+    count = lambda name, **overrides: summary.param_count(models.create(name, **overrides), IMAGENET)
+    option_a = count(resnet, shortcut="A")
+    assert option_a == count(plain) == published.NUMBERS[plain].params
+    projections = sum(c * 2 * c + 2 * 2 * c for c in (64, 128, 256))  # 64->128, 128->256, 256->512
+    assert count(resnet, shortcut="B") == option_a + projections == published.NUMBERS[resnet].params

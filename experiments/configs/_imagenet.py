@@ -139,11 +139,22 @@ def googlenet(arg: str | None = None) -> ml_collections.ConfigDict:
     return smoke(config) if arg == "smoke" else config
 
 
+# Section 4.1: Table 2's ResNet-18/34 use option A ("no extra parameter compared to the plain
+# counterparts"); the bottleneck nets (Table 3, 50/101/152) use option B.
+RESNET_SHORTCUTS = {
+    "resnet18": "A", "resnet34": "A", "resnet50": "B", "resnet101": "B", "resnet152": "B"
+}
+
+
 def resnet(model_name: str, arg: str | None = None) -> ml_collections.ConfigDict:
     """He et al. 2015, section 3.4: batch 256, momentum 0.9, weight decay 1e-4, lr 0.1 divided
     by 10 when the error plateaus (here at epochs 30, 60, 90), 60e4 iterations; the shorter side
-    resized to [256, 480], random 224 crops, flips, PCA colour noise; 10-crop testing (Table 2)."""
+    resized to [256, 480], random 224 crops, flips, PCA colour noise; 10-crop testing (Table 2).
+    ResNets get the paper's shortcut option (`RESNET_SHORTCUTS`), which
+    `--config.model.shortcut` overrides; plain nets have none."""
     config = base(model_name, arg)
+    if model_name in RESNET_SHORTCUTS:
+        config.model.shortcut = RESNET_SHORTCUTS[model_name]
     config.train.steps = 600_000
     config.eval.crop = "ten_crop"
     return smoke(config) if arg == "smoke" else config
