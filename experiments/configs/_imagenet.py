@@ -46,6 +46,7 @@ def base(model_name: str, arg: str | None) -> ml_collections.ConfigDict:
     config.augment.area_range = (0.08, 1.0)  # for "inception"
     config.augment.pca_noise = 0.1  # std of AlexNet's PCA colour noise; 0 turns it off
     config.augment.flip = True
+    config.augment.normalize = "standardize"  # or "subtract_mean": 0-255 pixels minus the mean
 
     config.train = ml_collections.ConfigDict()
     config.train.batch_size = 256
@@ -100,9 +101,12 @@ def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 def alexnet(arg: str | None = None) -> ml_collections.ConfigDict:
     """Krizhevsky et al. 2012, section 5: batch 128, momentum 0.9, weight decay 5e-4, lr 0.01
     divided by 10 three times, about 90 epochs; 224 (227) crops of 256x256 images, flips, PCA
-    colour noise; test on the 10 crops of the 256x256 image."""
+    colour noise; test on the 10 crops of the 256x256 image. Inputs are what the paper fed
+    (section 2): 0-255 pixels minus the training set's mean, per channel here (the paper's is a
+    mean image, per pixel), the scale its N(0, 0.01) weights and biases of 1 were set for."""
     config = base("alexnet", arg)
     config.augment.name, config.augment.image_size = "alexnet", 227
+    config.augment.normalize = "subtract_mean"
     config.train.batch_size = 128
     epoch = 2 * EPOCH
     config.train.steps = 90 * epoch
@@ -116,9 +120,11 @@ def vgg(model_name: str, arg: str | None = None) -> ml_collections.ConfigDict:
     """Simonyan & Zisserman 2014, section 3.1: batch 256, momentum 0.9, weight decay 5e-4,
     lr 0.01 divided by 10 three times, 370k iterations (74 epochs); scale jittering with the
     training scale S drawn from [256, 512], random 224 crops, flips, RGB shift. Tested here at
-    Q = 256 on the centre crop (the paper also reports dense and multi-crop evaluation)."""
+    Q = 256 on the centre crop (the paper also reports dense and multi-crop evaluation).
+    Inputs are 0-255 pixels minus the training set's mean RGB value (section 2.1)."""
     config = base(model_name, arg)
     config.augment.name, config.augment.scale_range = "vgg", (256, 512)
+    config.augment.normalize = "subtract_mean"
     config.train.steps = 370_000
     config.optimizer.lr, config.optimizer.weight_decay = 0.01, 5e-4
     config.schedule.boundaries = (150_000, 260_000, 330_000)
