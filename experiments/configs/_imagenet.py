@@ -116,14 +116,22 @@ def alexnet(arg: str | None = None) -> ml_collections.ConfigDict:
     return smoke(config) if arg == "smoke" else config
 
 
-def vgg(model_name: str, arg: str | None = None) -> ml_collections.ConfigDict:
+def vgg(
+    model_name: str,
+    arg: str | None = None,
+    initialization: str = "glorot",
+    scale_range: tuple[int, int] = (256, 512),
+) -> ml_collections.ConfigDict:
     """Simonyan & Zisserman 2014, section 3.1: batch 256, momentum 0.9, weight decay 5e-4,
-    lr 0.01 divided by 10 three times, 370k iterations (74 epochs); scale jittering with the
-    training scale S drawn from [256, 512], random 224 crops, flips, RGB shift. Tested here at
+    lr 0.01 divided by 10 three times, 370k iterations (74 epochs); the training scale S drawn
+    from `scale_range` (scale jittering over [256, 512], or a fixed S = 256), random 224 crops,
+    flips, RGB shift. Weights from Glorot initialization (found after submission to train every
+    net from scratch) or, for net A, "gaussian" N(0, 0.01^2); biases zero. Tested here at
     Q = 256 on the centre crop (the paper also reports dense and multi-crop evaluation).
     Inputs are 0-255 pixels minus the training set's mean RGB value (section 2.1)."""
     config = base(model_name, arg)
-    config.augment.name, config.augment.scale_range = "vgg", (256, 512)
+    config.model.initialization = initialization
+    config.augment.name, config.augment.scale_range = "vgg", scale_range
     config.augment.normalize = "subtract_mean"
     config.train.steps = 370_000
     config.optimizer.lr, config.optimizer.weight_decay = 0.01, 5e-4
