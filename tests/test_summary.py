@@ -153,6 +153,22 @@ def test_cli_prints_the_table():
     assert lines[-1].split() == ["total", "25,557,032", "3.86G"]
 
 
+def test_cli_sets_the_naive_inception_module_next_to_the_one_with_reductions():
+    result = summary_cli("--inception_modules")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("naive Inception module at 28x28x256")
+    rows = {line.split()[0]: line.split() for line in lines[-3:-1]}
+    assert rows["naive"][-3:] == ["28x28x672", "1,089,952", "854.2M"]
+    assert rows["reductions"][-3:] == ["28x28x480", "388,736", "304.3M"]  # Table 1: 380K, 304M
+
+
+def test_cli_needs_a_model_or_the_inception_modules():
+    result = summary_cli()
+    assert result.returncode == 1 and not result.stdout
+    assert result.stderr.strip().splitlines()[-1].startswith("error: Give --model=NAME")
+
+
 def test_cli_unknown_model():
     result = summary_cli("--model=resnet51")
     assert result.returncode == 1
