@@ -17,7 +17,9 @@ parameter tree has them unless aux_classifiers=False.
 
 Parameters at 1000 classes: 6,998,552 without the auxiliary classifiers (the paper's Table 1
 column sums to about 6.8M; recounted from its channel numbers it is 7.0M) and 13,378,280 with
-them (3,188,840 + 3,190,888, mostly their 2048x1024 FC layers). conv1 pads 3 on each side
+them (3,188,840 + 3,190,888, mostly their 2048x1024 FC layers). Multiply-adds at 224x224:
+1.58 G, counted from Table 1's layers; the paper's "1.5 billion multiply-adds at inference
+time" (section 1) is the budget the net was designed to, not a count. conv1 pads 3 on each side
 (Caffe's bvlc_googlenet; 'SAME' would pad 2 and 3). The 3x3/2 max pools use SAME padding, which
 on these even maps pads one row and column at the end: the windows of Caffe's ceil-mode pooling,
 and the paper's 112/56/28/14/7 maps at 224x224. The 5x5

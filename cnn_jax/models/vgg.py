@@ -5,6 +5,9 @@ Table 1 as data: five stages, each a stack of "conv<receptive field>-<channels>"
 then FC-4096, FC-4096 (each ReLU + dropout 0.5, section 3.1) and FC-num_classes. At 224x224
 the last pool leaves 7x7x512 maps. Like torchvision, an adaptive 7x7 average pool (the
 identity at 224) precedes the FCs, so any input of at least 32x32 gives the same parameters.
+The 2x2/2 max pools pad nothing ('VALID'): the paper's maps (224 ... 14) are even and split
+into whole windows; an odd map (another input size) drops its last row and column, as
+torchvision does, where Caffe's ceil mode would pool them alone.
 
 Parameters at 1000 classes (3x3 conv: 9 * c_in * c_out + c_out; FCs: 25088*4096 + 4096,
 4096*4096 + 4096, 4096*1000 + 1000 = 58,631,144 for all):

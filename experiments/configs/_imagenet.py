@@ -177,7 +177,8 @@ def resnet(model_name: str, arg: str | None = None) -> ml_collections.ConfigDict
 def inception_v4(arg: str | None = None) -> ml_collections.ConfigDict:
     """Szegedy et al. 2016, section 4: RMSProp with decay 0.9 and epsilon 1.0, lr 0.045
     multiplied by 0.94 every 2 epochs, 299x299 inputs with Inception-style crops. The paper
-    trained on 50 replicas; batch 256 and TF-slim's weight decay 4e-5 here."""
+    trained on 20 replicas (one GPU each) and gives no batch; batch 256 and TF-slim's weight
+    decay 4e-5 here."""
     config = base("inception_v4", arg)
     config.augment.name, config.augment.image_size, config.augment.pca_noise = "inception", 299, 0.0
     config.eval.resize = 342  # 299 / 0.875
