@@ -11,8 +11,8 @@ ILSVRC2012_img_val.tar) must be downloaded by hand into dataset.manual_dir; or `
 
 Arguments (`--config=NAME:ARG`):
   smoke  a few CPU minutes on small images: 6 iterations at batch 8 (the learning rate
-         scaled linearly to it) and 64x64 pixels (GoogLeNet 96x96, the Inception nets
-         75x75), evaluation on 16 validation images. Checks the machinery.
+         scaled linearly to it) and 64x64 pixels (AlexNet 67x67, GoogLeNet 96x96, the
+         Inception nets 75x75), evaluation on 16 validation images. Checks the machinery.
 """
 
 import ml_collections
@@ -80,8 +80,10 @@ def base(model_name: str, arg: str | None) -> ml_collections.ConfigDict:
 
 def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """A few CPU minutes on small images (see the module docstring)."""
-    # The smallest inputs the nets accept: GoogLeNet's auxiliary heads need a 5x5 map at 4a.
-    size = {"inception": 75, "googlenet": 96}.get(config.model.name.split("_")[0], 64)
+    # The smallest inputs the nets accept: GoogLeNet's auxiliary heads need a 5x5 map at 4a,
+    # AlexNet's pools a 3x3 conv5 map (67 -> 15 -> 7 -> 3 -> 1).
+    smallest = {"inception": 75, "googlenet": 96, "alexnet": 67}
+    size = smallest.get(config.model.name.split("_")[0], 64)
     config.augment.image_size = size
     config.augment.scale_range = (size, size + size // 2)
     config.eval.resize = size + size // 7
