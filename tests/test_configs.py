@@ -70,3 +70,33 @@ def test_unknown_argument_and_unknown_field_are_config_errors():
         configs.get_config("cifar_resnet20:smok")
     with pytest.raises(ConfigError):
         configs.get_config("cifar_resnet20", {"train.stepz": 5})
+
+
+
+@pytest.mark.parametrize(
+    "name, shortcut",
+    [("imagenet_resnet18", "A"), ("imagenet_resnet34", "A"), ("imagenet_resnet50", "B")],
+)
+def test_imagenet_resnets_use_the_papers_shortcut_option(name, shortcut):
+    """Table 2's ResNet-18/34 are option A, the bottleneck nets option B (section 4.1)."""
+    assert configs.get_config(name).model.shortcut == shortcut
+    assert configs.get_config(name, {"model.shortcut": "B"}).model.shortcut == "B"
+
+
+@pytest.mark.parametrize(
+    "name, normalize",
+    [("imagenet_alexnet", "subtract_mean"), ("imagenet_vgg_a", "subtract_mean"),
+     ("imagenet_vgg16", "subtract_mean"), ("imagenet_googlenet", "standardize"),
+     ("imagenet_resnet50", "standardize"), ("imagenet_inception_v4", "standardize")],
+)
+def test_imagenet_recipes_normalize_as_their_papers(name, normalize):
+    """AlexNet (section 2) and VGG (section 2.1) fed 0-255 pixels minus the training set's mean;
+    the later nets get standardized inputs."""
+    assert configs.get_config(name).augment.normalize == normalize
+
+
+def test_vgg_a_recipe_is_table_3s_net_a():
+    config = configs.get_config("imagenet_vgg_a")
+    assert (config.model.name, config.model.initialization) == ("vgg_a", "gaussian")
+    assert tuple(config.augment.scale_range) == (256, 256)  # S = 256, not jittered
+    assert configs.get_config("imagenet_vgg16").model.initialization == "glorot"

@@ -26,11 +26,14 @@ NUM_TRAIN, NUM_VAL = 24, 10
 SIZE = 32
 
 
-def config(augment="resnet", dataset="imagenette", **eval_fields) -> ml_collections.ConfigDict:
+def config(
+    augment="resnet", dataset="imagenette", normalize="standardize", **eval_fields
+) -> ml_collections.ConfigDict:
     c = imagenet.default_config(dataset, augment)
     c.augment.image_size = SIZE
     c.augment.resize = 36  # alexnet: the 36x36 image the 32-crops come from
     c.augment.scale_range = (36, 48)
+    c.augment.normalize = normalize
     c.dataset.shuffle_buffer = 8
     c.eval.update(eval_fields)
     return c
@@ -136,14 +139,31 @@ def test_eval_shards_cover_the_split_in_equal_numbers_of_batches():
     np.testing.assert_array_equal(np.sort(np.concatenate(labels)), np.arange(NUM_VAL))
 
 
-def test_center_eval_normalizes_a_constant_colour():
-    colour = np.array([200, 100, 50])
-    expected = (colour / 255 - np.array(imagenet.MEAN_RGB)) / np.array(imagenet.STDDEV_RGB)
-    with fake_tfds(colour=colour):
-        center = next(imagenet.eval_batches(config(), "validation", 4))
-        views = next(imagenet.eval_batches(config(crop="ten_crop"), "validation", 4))
+COLOUR = np.array([200, 100, 50])
+NORMALIZED_COLOUR = {  # the constant colour as the net sees it, by augment.normalize
+    "standardize": (COLOUR / 255 - np.array(imagenet.MEAN_RGB)) / np.array(imagenet.STDDEV_RGB),
+    "subtract_mean": COLOUR - 255 * np.array(imagenet.MEAN_RGB),  # 76.3, -16.3, -53.5
+}
+
+
+@pytest.mark.parametrize("method", imagenet.NORMALIZATIONS)
+def test_eval_normalizes_a_constant_colour(method):
+    expected = NORMALIZED_COLOUR[method]
+    with fake_tfds(colour=COLOUR):
+        center = next(imagenet.eval_batches(config(normalize=method), "validation", 4))
+        ten_crop = config(normalize=method, crop="ten_crop")
+        views = next(imagenet.eval_batches(ten_crop, "validation", 4))
     for images in (center["images"], views["images"]):
-        np.testing.assert_allclose(images, np.broadcast_to(expected, images.shape), atol=1e-5)
+        np.testing.assert_allclose(images, np.broadcast_to(expected, images.shape), atol=1e-4)
+
+
+def test_training_inputs_of_subtract_mean_are_0_255_pixels_minus_the_mean():
+    c = config("resnet", normalize="subtract_mean")
+    c.augment.pca_noise = 0.0
+    with fake_tfds(colour=COLOUR):
+        (batch,) = take(imagenet.train_batches(c, 4, seed=0), 1)
+    expected = np.broadcast_to(NORMALIZED_COLOUR["subtract_mean"], batch["images"].shape)
+    np.testing.assert_allclose(batch["images"], expected, atol=1e-3)
 
 
 def test_ten_crop_takes_corners_centre_and_their_mirror_images():
@@ -257,6 +277,8 @@ def test_config_errors_name_the_known_values():
         imagenet.settings(config(augment="lenet"))
     with pytest.raises(ConfigError, match="known: center, ten_crop"):
         imagenet.settings(config(crop="five_crop"))
+    with pytest.raises(ConfigError, match="known: standardize, subtract_mean"):
+        imagenet.settings(config(normalize="per_pixel"))
     bad = config("vgg")
     bad.augment.scale_range = (16, 48)
     with pytest.raises(ConfigError, match="scale_range"):

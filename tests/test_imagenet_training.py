@@ -28,7 +28,7 @@ def run(name, workdir, **overrides):
 
 def test_resnet18_smoke_trains_evaluates_top5_and_resumes_exactly(tmp_path):
     straight = run("imagenet_resnet18:smoke", tmp_path / "straight")
-    assert straight["step"] == 6 and straight["params"] == 11_689_512
+    assert straight["step"] == 6 and straight["params"] == 11_515_688  # option A = plain-18
     rows = metrics.read_metrics(tmp_path / "straight")
     val = [r for r in rows if r["split"] == "val"]
     assert [r["step"] for r in val] == [3, 6]

@@ -7,6 +7,7 @@ without XLA's expensive optimizations so that each takes seconds on a CPU.
 
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -203,6 +204,42 @@ def test_googlenet_maps_match_table_1():
         size = sizes[name[0]]
         assert outputs[f"inception_{name}"] == (1, size, size, c1 + c3 + c5 + pool), name
     assert outputs["inception_5b"] == (1, 7, 7, 1024)
+
+
+def test_naive_inception_module_is_figure_2a():
+    """Section 4's example, a 28x28x256 input with 128 1x1, 192 3x3 and 96 5x5 filters (module
+    3b): the naive module passes the 256 input channels on through its max pooling branch and
+    outputs 672; the reductions (128 before the 3x3s, 32 before the 5x5s, a 64-filter pool
+    projection) bring it to 480 channels and about a third of the parameters."""
+    x = jax.random.normal(jax.random.key(0), (1, 28, 28, 256))
+    naive = googlenet.InceptionModule(googlenet.INCEPTION["3b"], "naive")
+    y, variables = jax.jit(naive.init_with_output)(jax.random.key(1), x)
+    assert y.shape == (1, 28, 28, 128 + 192 + 96 + 256)
+    pooled = nn.max_pool(x, (3, 3), padding="SAME")
+    np.testing.assert_array_equal(y[..., -256:], pooled)
+    assert param_count(variables) == (
+        256 * 128 + 128 + 3 * 3 * 256 * 192 + 192 + 5 * 5 * 256 * 96 + 96  # 1,089,952
+    )
+    reduced = googlenet.InceptionModule(googlenet.INCEPTION["3b"], "reductions")
+    y, variables = jax.eval_shape(lambda: reduced.init_with_output(jax.random.key(1), x))
+    assert y.shape == (1, 28, 28, 128 + 192 + 96 + 64)
+    reductions = 256 * (128 + 32 + 64) + 128 + 32 + 64
+    convs = 256 * 128 + 128 + 3 * 3 * 128 * 192 + 192 + 5 * 5 * 32 * 96 + 96
+    assert param_count(variables) == reductions + convs == 388_736
+
+
+def test_naive_googlenet_grows_every_module_by_its_input():
+    """Figure 2(a) in every module of Table 1: each output is the module's 1x1, 3x3 and 5x5
+    filters plus all its input channels (the pooling branch), so widths only grow."""
+    _, variables, outputs = abstract_init("googlenet", 224, inception="naive")
+    channels = 192
+    for name, (c1, _, c3, _, c5, _) in googlenet.INCEPTION.items():
+        channels += c1 + c3 + c5
+        assert outputs[f"inception_{name}"][-1] == channels, name
+    assert channels == 4_944  # 1,024 with the reductions
+    assert param_count(variables["params"]) > 10 * GOOGLENET_PARAMS
+    with pytest.raises(ConfigError, match="inception must be one of reductions, naive"):
+        abstract_init("googlenet", 224, inception="wide")
 
 
 def test_googlenet_sows_aux_logits_in_training_only():

@@ -28,8 +28,18 @@ Training augmentations (`augment.name`), each as its paper describes it:
              aspect ratio constrained to the interval [3/4, 4/3]", resized to image_size
              (224; 299 for Inception-v4), and flips.
 
-All of them end with the per-channel normalization of the [0, 1] RGB image by the ImageNet
-mean and standard deviation. Evaluation (`eval.crop`) resizes the shorter side to
+All of them end with a per-channel normalization (`augment.normalize`), in training and
+evaluation alike:
+
+  standardize    the [0, 1] RGB image minus ImageNet's training-set mean, divided by its
+                 standard deviation: inputs of unit scale (torchvision's convention).
+  subtract_mean  0-255 pixel values minus the training set's mean RGB value: what AlexNet
+                 (section 2: "subtracting the mean activity over the training set from each
+                 pixel", a mean image, per pixel; per channel here) and VGG (section 2.1: "the
+                 mean RGB value, computed on the training set") fed their nets, about 57x
+                 the scale of standardized inputs, and what their initializations suit.
+
+Evaluation (`eval.crop`) resizes the shorter side to
 `eval.resize` and takes the central crop ("center") or AlexNet's ten views ("ten_crop": the
 four corners and the centre of the central resize x resize square, and their mirror images,
 the "standard 10-crop testing" of VGG and ResNet).
@@ -62,6 +72,7 @@ Config fields read (`default_config()` builds them with their defaults):
   augment.aspect_range    inception: crop aspect ratio (3/4, 4/3)
   augment.pca_noise       std of the PCA colour noise alphas (0.1; 0 for inception; 0 = off)
   augment.flip            random horizontal flips (True)
+  augment.normalize       standardize | subtract_mean (standardize)
   eval.crop               center | ten_crop
   eval.resize             shorter side before cropping (0 = augment.resize for alexnet,
                           round(image_size / 0.875) otherwise: 256 for 224 crops)
@@ -83,6 +94,7 @@ TFDS_NAMES = {"imagenet2012": "imagenet2012", "imagenette": "imagenette/full-siz
 SPLITS = ("train", "validation")
 AUGMENTATIONS = ("alexnet", "vgg", "resnet", "inception")
 EVAL_CROPS = ("center", "ten_crop")
+NORMALIZATIONS = ("standardize", "subtract_mean")
 MANUAL_FILES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
 
 # Per-channel statistics of ImageNet's [0, 1] RGB training images.
@@ -127,6 +139,7 @@ def default_config(
             aspect_range=(3 / 4, 4 / 3),
             pca_noise=0.0 if augment == "inception" else 0.1,
             flip=True,
+            normalize="standardize",
         )
     )
     config.eval = ml_collections.ConfigDict(dict(crop="center", resize=0, batch_size=250))
@@ -151,6 +164,7 @@ class Settings:
     aspect_range: tuple[float, float]
     pca_noise: float
     flip: bool
+    normalize: str
     eval_crop: str
     eval_resize: int
 
@@ -174,6 +188,7 @@ def settings(config: ml_collections.ConfigDict) -> Settings:
     aspect_range = tuple(float(v) for v in get("augment.aspect_range"))
     pca_noise = float(get("augment.pca_noise"))
     eval_crop = get("eval.crop")
+    normalize_method = get("augment.normalize")
     # AlexNet tests on the 256x256 image it trains on; the others on image_size / 0.875.
     eval_resize = int(get("eval.resize")) or (
         resize if augment == "alexnet" else round(image_size / _EVAL_CROP_FRACTION)
@@ -200,6 +215,10 @@ def settings(config: ml_collections.ConfigDict) -> Settings:
         raise ConfigError(f"augment.aspect_range must satisfy 0 < low <= high, got {aspect_range}.")
     if pca_noise < 0:
         raise ConfigError(f"augment.pca_noise must be >= 0, got {pca_noise}.")
+    if normalize_method not in NORMALIZATIONS:
+        raise ConfigError(
+            f"Unknown augment.normalize {normalize_method!r}; known: {', '.join(NORMALIZATIONS)}."
+        )
     if eval_crop not in EVAL_CROPS:
         raise ConfigError(f"Unknown eval.crop {eval_crop!r}; known: {', '.join(EVAL_CROPS)}.")
     if eval_resize < image_size:
@@ -223,6 +242,7 @@ def settings(config: ml_collections.ConfigDict) -> Settings:
         aspect_range=aspect_range,
         pca_noise=pca_noise,
         flip=bool(get("augment.flip")),
+        normalize=normalize_method,
         eval_crop=eval_crop,
         eval_resize=eval_resize,
     )
@@ -425,10 +445,16 @@ def pca_noise(image, stddev: float, seed):
     return image + shift
 
 
-def normalize(image):
-    """[0, 1] RGB -> per-channel standardized with ImageNet's mean and standard deviation."""
-    tf = _tf()
-    return (image - tf.constant(MEAN_RGB, tf.float32)) / tf.constant(STDDEV_RGB, tf.float32)
+def normalize(image, method: str = "standardize"):
+    """[0, 1] RGB (a tf or numpy array) -> the net's input, per channel (see the module
+    docstring): "standardize" divides by ImageNet's standard deviation after subtracting its
+    mean; "subtract_mean" gives 0-255 pixel values minus the mean."""
+    if method not in NORMALIZATIONS:
+        raise ConfigError(f"Unknown normalization {method!r}; known: {', '.join(NORMALIZATIONS)}.")
+    centred = image - np.asarray(MEAN_RGB, np.float32)
+    if method == "subtract_mean":
+        return centred * np.float32(255.0)
+    return centred / np.asarray(STDDEV_RGB, np.float32)
 
 
 def ten_crop(image, size: int):
@@ -465,7 +491,7 @@ def train_preprocess(encoded, s: Settings, seed):
         image = tf.image.stateless_random_flip_left_right(image, flip_seed)
     if s.pca_noise > 0:
         image = pca_noise(image, s.pca_noise, color_seed)
-    return tf.ensure_shape(normalize(image), [size, size, 3])
+    return tf.ensure_shape(normalize(image, s.normalize), [size, size, 3])
 
 
 def eval_preprocess(encoded, s: Settings):
@@ -473,10 +499,10 @@ def eval_preprocess(encoded, s: Settings):
     tf = _tf()
     image = resize_shorter_side(decode(encoded), s.eval_resize) / 255.0
     if s.eval_crop == "center":
-        view = normalize(center_crop(image, s.image_size))
+        view = normalize(center_crop(image, s.image_size), s.normalize)
         return tf.ensure_shape(view, [s.image_size, s.image_size, 3])
     views = ten_crop(center_crop(image, s.eval_resize), s.image_size)
-    return tf.ensure_shape(normalize(views), [10, s.image_size, s.image_size, 3])
+    return tf.ensure_shape(normalize(views, s.normalize), [10, s.image_size, s.image_size, 3])
 
 
 # ----------------------------------------------------------------------------------------

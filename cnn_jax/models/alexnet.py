@@ -20,7 +20,9 @@ maps of its own tower; conv3 and the FC layers connect across):
 
 Section 3.5: ReLU (section 3.1) follows every layer but the last; LRN (section 3.3, k=2,
 n=5, alpha=1e-4, beta=0.75) follows the ReLUs of conv1 and conv2; max pools (overlapping,
-3x3 stride 2, section 3.4) follow both LRNs and conv5. Dropout zeroes the outputs of fc6
+3x3 stride 2, section 3.4) follow both LRNs and conv5. The pools pad nothing ('VALID'): the
+55, 27 and 13 maps fit whole 3x3/2 windows (27, 13, 6), as in Caffe's bvlc_alexnet and
+torchvision ('SAME' would pad one column and make them 28, 14, 7). Dropout zeroes the outputs of fc6
 and fc7 (section 4.2). The paper says 224x224 inputs, but its map sizes need 227.
 Initialization (section 5): weights from N(0, 0.01^2); biases 1 in conv2, conv4, conv5,
 fc6 and fc7 (to give the ReLUs positive inputs early on), 0 elsewhere. fc6 takes the

@@ -17,11 +17,20 @@ parameter tree has them unless aux_classifiers=False.
 
 Parameters at 1000 classes: 6,998,552 without the auxiliary classifiers (the paper's Table 1
 column sums to about 6.8M; recounted from its channel numbers it is 7.0M) and 13,378,280 with
-them (3,188,840 + 3,190,888, mostly their 2048x1024 FC layers). conv1 pads 3 on each side
+them (3,188,840 + 3,190,888, mostly their 2048x1024 FC layers). Multiply-adds at 224x224:
+1.58 G, counted from Table 1's layers; the paper's "1.5 billion multiply-adds at inference
+time" (section 1) is the budget the net was designed to, not a count. conv1 pads 3 on each side
 (Caffe's bvlc_googlenet; 'SAME' would pad 2 and 3). The 3x3/2 max pools use SAME padding, which
 on these even maps pads one row and column at the end: the windows of Caffe's ceil-mode pooling,
 and the paper's 112/56/28/14/7 maps at 224x224. The 5x5
 branches are 5x5 as in the paper (torchvision's are 3x3).
+
+Figure 2(a)'s naive module, the 1x1, 3x3 and 5x5 convolutions and the 3x3 max pooling side by
+side without the 1x1 reductions, is `inception="naive"` (in GoogLeNet, every module, or
+`InceptionModule` alone): its pooling branch passes every input channel on, so the outputs
+widen from module to module and the 3x3 and 5x5 convolutions see them all, the blow-up the
+reductions exist to prevent (section 4). `python -m experiments.summary --inception_modules`
+sets the two versions side by side on module 3b's widths.
 """
 
 import functools
@@ -63,6 +72,29 @@ def inception_module(
     )
 
 
+def naive_inception_module(
+    c1x1: int, c3x3_reduce: int, c3x3: int, c5x5_reduce: int, c5x5: int, pool_proj: int
+) -> tuple[inception_blocks.Branch, ...]:
+    """Figure 2(a), the naive version: 1x1, 3x3 and 5x5 convolutions and 3x3 max pooling on
+    the input, without the reductions (their widths, given as in Table 1, are ignored). The
+    pooling branch keeps the input's width, so the module outputs c1x1 + c3x3 + c5x5 + input
+    channels, and the 3x3 and 5x5 convolutions see all of them: the cost section 4 describes."""
+    del c3x3_reduce, c5x5_reduce, pool_proj
+    return ((f"1x1 {c1x1}",), (f"3x3 {c3x3}",), (f"5x5 {c5x5}",), ("max 3x3",))
+
+
+# Figure 2's two versions of the module, by GoogLeNet's `inception` attribute.
+INCEPTION_MODULES = {"reductions": inception_module, "naive": naive_inception_module}
+
+
+def inception_branches(kind: str, widths: tuple[int, ...]) -> tuple[inception_blocks.Branch, ...]:
+    """The branches of a module of `kind` ("reductions" or "naive") with Table 1's `widths`."""
+    if kind not in INCEPTION_MODULES:
+        known = ", ".join(INCEPTION_MODULES)
+        raise ConfigError(f"inception must be one of {known}; got {kind!r}.")
+    return INCEPTION_MODULES[kind](*widths)
+
+
 class AuxClassifier(nn.Module):
     """Section 5: 5x5/3 avg pool -> 1x1 conv 128 + ReLU -> FC 1024 + ReLU -> dropout -> linear."""
 
@@ -88,6 +120,26 @@ class AuxClassifier(nn.Module):
         return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x).astype(jnp.float32)
 
 
+class InceptionModule(nn.Module):
+    """One Inception module of GoogLeNet on its own (Figure 2), with Table 1's six widths.
+
+    Attributes:
+      widths: #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj (Table 1's columns).
+      inception: "reductions" (Figure 2b) or "naive" (Figure 2a).
+      dtype: computation dtype.
+    """
+
+    widths: tuple[int, int, int, int, int, int]
+    inception: str = "reductions"
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+        conv = functools.partial(inception_blocks.BasicConv, dtype=self.dtype)
+        branches = inception_branches(self.inception, self.widths)
+        return inception_blocks.Mixed(branches, conv, name="inception")(x.astype(self.dtype))
+
+
 class GoogLeNet(nn.Module):
     """GoogLeNet, Table 1.
 
@@ -97,6 +149,8 @@ class GoogLeNet(nn.Module):
       lrn: local response normalization in the stem, as in the paper.
       aux_classifiers: build the two auxiliary classifiers (sown in training only).
       dropout_rate: before the final linear layer (40% in the paper).
+      inception: "reductions" (Figure 2b, the paper's net) or "naive" (Figure 2a: Table 1's
+        1x1, 3x3 and 5x5 widths without the reductions, every module wider than the last).
       dtype: computation dtype; parameters stay float32, logits are float32.
       conv, act: the convolution module and the activation (flax's Conv and relu).
     """
@@ -106,6 +160,7 @@ class GoogLeNet(nn.Module):
     lrn: bool = True
     aux_classifiers: bool = True
     dropout_rate: float = 0.4
+    inception: str = "reductions"
     dtype: Any = jnp.float32
     conv: layers.ModuleDef = nn.Conv
     act: Callable = nn.relu
@@ -133,9 +188,8 @@ class GoogLeNet(nn.Module):
             if i:
                 x = max_pool(x)
             for name in stage:
-                x = inception_blocks.Mixed(
-                    inception_module(*INCEPTION[name]), conv, name=f"inception_{name}"
-                )(x)
+                branches = inception_branches(self.inception, INCEPTION[name])
+                x = inception_blocks.Mixed(branches, conv, name=f"inception_{name}")(x)
                 aux = AUX_CLASSIFIERS.get(name)
                 if aux and self.aux_classifiers and (train or self.is_initializing()):
                     head = AuxClassifier(

@@ -9,6 +9,12 @@ followed by BN and ReLU, except the 1x1 linear filter-expansion of an Inception-
 global average pooling, dropout (keep 0.8) and a linear layer. Input 299x299x3; the grids are
 35x35 (A), 17x17 (B) and 8x8 (C).
 
+Padding: every stride-2 convolution and max pool is VALID, marked "V" in the figures
+(the stem's 299 -> 149 -> 147 -> 73 -> 71 -> 35, then 17 and 8), as in Google's TF-slim
+nets; the other
+convolutions and the stride-1 average pools keep the map size, padding (k - 1) / 2 on each side
+of an odd kernel (for 1x7 and 7x1, 3 along the long axis only).
+
 Residual scaling: 0.17 / 0.10 / 0.20 for the A / B / C blocks, within the paper's 0.1-0.3
 (section 3.3) and as in Google's released TF-slim Inception-ResNet-v2.
 

@@ -14,7 +14,8 @@
 C1 to F6 are the paper's 60,000 trainable parameters. Every unit up to F6 squashes its
 weighted sum with the scaled tanh f(a) = 1.7159 tanh(2a/3) (eq. 6; Appendix A gives the
 rationale). A subsampling unit adds its 2x2 inputs, multiplies the sum by a trainable
-coefficient, adds a trainable bias and squashes. Weights start uniform in +-2.4 / fan-in
+coefficient, adds a trainable bias and squashes; the 2x2 fields do not overlap and tile the
+28x28 and 10x10 maps exactly, so S2 and S4 pad nothing. Weights start uniform in +-2.4 / fan-in
 (Appendix A); biases at zero.
 
 Simplification: the output layer is a plain linear layer (logits for a softmax

@@ -20,12 +20,20 @@ BN follows every convolution (section 3.4). The first block of conv3_x..conv5_x 
 stride 2. A ResNet adds one shortcut per block; a plain net has none (Table 2). Shortcut options
 (section 3.3): A is the identity, zero-padded where the width grows (no parameters); B projects
 with a 1x1 convolution + BN where the shape changes (the default, torchvision's choice); C
-projects in every block. With option B the parameter counts equal torchvision's.
+projects in every block. With option B the parameter counts equal torchvision's. Table 2's
+ResNet-18/34 use option A and so have exactly the parameters of plain-18/34 (section 4.1:
+11,515,688 and 21,623,848); Table 3 compares A, B and C on ResNet-34, and the bottleneck nets
+use B.
 
 Convolutions pad k // 2 on each side (as the original Caffe models and torchvision do; 'SAME'
-would pad a stride-2 3x3 convolution only on the right/bottom) and the max pool pads 1
-(224 -> 112 -> 56). The bottleneck downsamples in its first 1x1 convolution, as in the paper;
-`stride_on_1x1=False` moves the stride to the 3x3 convolution, torchvision's "ResNet v1.5"
+would pad a stride-2 3x3 convolution only on the right/bottom) and the 3x3/2 max pool pads 1
+on each side (224 -> 112 -> 56), as torchvision and fb.resnet.torch do, its window i centred
+on conv1's pixel 2i. The authors' Caffe models pool without padding, rounding the map size up
+(ceil mode): the same 56x56 map, but window i covers pixels 2i..2i+2 ('SAME', padding 0 and
+1), one pixel to the right; converted torchvision weights expect the windows used here.
+
+The bottleneck downsamples in its first 1x1 convolution, as in the paper; `stride_on_1x1=False`
+moves the stride to the 3x3 convolution, torchvision's "ResNet v1.5"
 (same parameters, 6% more multiply-adds for ResNet-50, reported about 0.5% better top-1),
 with which torchvision's weights, converted, compute the same function.
 """

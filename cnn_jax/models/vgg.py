@@ -5,6 +5,9 @@ Table 1 as data: five stages, each a stack of "conv<receptive field>-<channels>"
 then FC-4096, FC-4096 (each ReLU + dropout 0.5, section 3.1) and FC-num_classes. At 224x224
 the last pool leaves 7x7x512 maps. Like torchvision, an adaptive 7x7 average pool (the
 identity at 224) precedes the FCs, so any input of at least 32x32 gives the same parameters.
+The 2x2/2 max pools pad nothing ('VALID'): the paper's maps (224 ... 14) are even and split
+into whole windows; an odd map (another input size) drops its last row and column, as
+torchvision does, where Caffe's ceil mode would pool them alone.
 
 Parameters at 1000 classes (3x3 conv: 9 * c_in * c_out + c_out; FCs: 25088*4096 + 4096,
 4096*4096 + 4096, 4096*1000 + 1000 = 58,631,144 for all):
@@ -16,10 +19,11 @@ C is D with the third conv of stages 3-5 at 1x1, 8 * (256^2 + 2 * 512^2) = 4,718
 The `_bn` variants put BatchNorm between every conv and its ReLU and keep the conv biases,
 as torchvision's vgg*_bn do: 2 * (channels of all convs) more, e.g. 5,504 for A.
 
-Initialization: the paper trained A from N(0, 0.01) weights and started the deeper nets
-from A; after submission it found Glorot & Bengio (2010) initialization trains them from
-scratch (section 3.1), which is what these modules use for every conv and FC weight; biases
-start at zero.
+Initialization (section 3.1), `initialization=`: the paper trained A from random Gaussian
+weights, "zero mean and 10^-2 variance", read here as AlexNet's standard deviation 0.01
+("gaussian"), and started the deeper nets from A; after submission it found that Glorot &
+Bengio (2010) initialization trains them from scratch ("glorot", uniform, the default). The
+same initialization serves every conv and FC weight; biases start at zero in both.
 """
 
 import functools
@@ -81,7 +85,10 @@ CONV_PATTERN = re.compile(r"conv(\d+)-(\d+)")
 DROPOUT_RATE = 0.5
 POOLED_SIZE = (7, 7)
 
-glorot_uniform = nn.initializers.xavier_uniform()
+INITIALIZATIONS = {  # section 3.1
+    "glorot": nn.initializers.xavier_uniform(),
+    "gaussian": nn.initializers.normal(stddev=0.01),
+}
 
 
 class VGG(nn.Module):
@@ -95,6 +102,8 @@ class VGG(nn.Module):
       batch_norm: BN after every conv (torchvision's *_bn), conv biases kept.
       width: channels of the first stage (64 in the paper); every conv scales by width / 64.
       fc_features: width of fc6 and fc7 (4096 in the paper).
+      initialization: of the conv and FC weights: "glorot" (uniform) or "gaussian" (N(0, 0.01^2),
+        net A's in the paper).
       dtype: computation dtype; parameters stay float32 and logits are float32.
       conv, act: the convolution module and the activation (flax's Conv and relu).
     """
@@ -104,6 +113,7 @@ class VGG(nn.Module):
     batch_norm: bool = False
     width: int = 64
     fc_features: int = 4096
+    initialization: str = "glorot"
     dtype: Any = jnp.float32
     conv: layers.ModuleDef = nn.Conv
     act: Callable = nn.relu
@@ -112,11 +122,17 @@ class VGG(nn.Module):
         if self.config not in CONFIGS:
             known = ", ".join(CONFIGS)
             raise ConfigError(f"VGG config must be one of {known}; got {self.config!r}.")
+        if self.initialization not in INITIALIZATIONS:
+            known = ", ".join(INITIALIZATIONS)
+            raise ConfigError(
+                f"VGG initialization must be one of {known}; got {self.initialization!r}."
+            )
         super().__post_init__()
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         norm = layers.batch_norm(train, self.dtype)
+        weights = INITIALIZATIONS[self.initialization]
         x = x.astype(self.dtype)
         for stage, stage_layers in enumerate(CONFIGS[self.config], start=1):
             convs = 0
@@ -130,7 +146,7 @@ class VGG(nn.Module):
                     round(channels * self.width / 64),
                     (size, size),
                     padding="SAME",  # Padding 1 for 3x3, 0 for 1x1: the map size is kept.
-                    kernel_init=glorot_uniform,
+                    kernel_init=weights,
                     dtype=self.dtype,
                     name=f"conv{stage}_{convs}",
                 )(x)
@@ -140,7 +156,7 @@ class VGG(nn.Module):
             x = nn.max_pool(x, (2, 2), strides=(2, 2))
         x = layers.adaptive_avg_pool(x, POOLED_SIZE)
         x = x.reshape(x.shape[0], -1)
-        dense = functools.partial(nn.Dense, kernel_init=glorot_uniform, dtype=self.dtype)
+        dense = functools.partial(nn.Dense, kernel_init=weights, dtype=self.dtype)
         for name in ("fc6", "fc7"):
             x = self.act(dense(self.fc_features, name=name)(x))
             x = nn.Dropout(DROPOUT_RATE, deterministic=not train)(x)

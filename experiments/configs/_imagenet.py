@@ -11,8 +11,8 @@ ILSVRC2012_img_val.tar) must be downloaded by hand into dataset.manual_dir; or `
 
 Arguments (`--config=NAME:ARG`):
   smoke  a few CPU minutes on small images: 6 iterations at batch 8 (the learning rate
-         scaled linearly to it) and 64x64 pixels (GoogLeNet 96x96, the Inception nets
-         75x75), evaluation on 16 validation images. Checks the machinery.
+         scaled linearly to it) and 64x64 pixels (AlexNet 67x67, GoogLeNet 96x96, the
+         Inception nets 75x75), evaluation on 16 validation images. Checks the machinery.
 """
 
 import ml_collections
@@ -46,6 +46,7 @@ def base(model_name: str, arg: str | None) -> ml_collections.ConfigDict:
     config.augment.area_range = (0.08, 1.0)  # for "inception"
     config.augment.pca_noise = 0.1  # std of AlexNet's PCA colour noise; 0 turns it off
     config.augment.flip = True
+    config.augment.normalize = "standardize"  # or "subtract_mean": 0-255 pixels minus the mean
 
     config.train = ml_collections.ConfigDict()
     config.train.batch_size = 256
@@ -79,8 +80,10 @@ def base(model_name: str, arg: str | None) -> ml_collections.ConfigDict:
 
 def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """A few CPU minutes on small images (see the module docstring)."""
-    # The smallest inputs the nets accept: GoogLeNet's auxiliary heads need a 5x5 map at 4a.
-    size = {"inception": 75, "googlenet": 96}.get(config.model.name.split("_")[0], 64)
+    # The smallest inputs the nets accept: GoogLeNet's auxiliary heads need a 5x5 map at 4a,
+    # AlexNet's pools a 3x3 conv5 map (67 -> 15 -> 7 -> 3 -> 1).
+    smallest = {"inception": 75, "googlenet": 96, "alexnet": 67}
+    size = smallest.get(config.model.name.split("_")[0], 64)
     config.augment.image_size = size
     config.augment.scale_range = (size, size + size // 2)
     config.eval.resize = size + size // 7
@@ -100,9 +103,12 @@ def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 def alexnet(arg: str | None = None) -> ml_collections.ConfigDict:
     """Krizhevsky et al. 2012, section 5: batch 128, momentum 0.9, weight decay 5e-4, lr 0.01
     divided by 10 three times, about 90 epochs; 224 (227) crops of 256x256 images, flips, PCA
-    colour noise; test on the 10 crops of the 256x256 image."""
+    colour noise; test on the 10 crops of the 256x256 image. Inputs are what the paper fed
+    (section 2): 0-255 pixels minus the training set's mean, per channel here (the paper's is a
+    mean image, per pixel), the scale its N(0, 0.01) weights and biases of 1 were set for."""
     config = base("alexnet", arg)
     config.augment.name, config.augment.image_size = "alexnet", 227
+    config.augment.normalize = "subtract_mean"
     config.train.batch_size = 128
     epoch = 2 * EPOCH
     config.train.steps = 90 * epoch
@@ -112,13 +118,23 @@ def alexnet(arg: str | None = None) -> ml_collections.ConfigDict:
     return smoke(config) if arg == "smoke" else config
 
 
-def vgg(model_name: str, arg: str | None = None) -> ml_collections.ConfigDict:
+def vgg(
+    model_name: str,
+    arg: str | None = None,
+    initialization: str = "glorot",
+    scale_range: tuple[int, int] = (256, 512),
+) -> ml_collections.ConfigDict:
     """Simonyan & Zisserman 2014, section 3.1: batch 256, momentum 0.9, weight decay 5e-4,
-    lr 0.01 divided by 10 three times, 370k iterations (74 epochs); scale jittering with the
-    training scale S drawn from [256, 512], random 224 crops, flips, RGB shift. Tested here at
-    Q = 256 on the centre crop (the paper also reports dense and multi-crop evaluation)."""
+    lr 0.01 divided by 10 three times, 370k iterations (74 epochs); the training scale S drawn
+    from `scale_range` (scale jittering over [256, 512], or a fixed S = 256), random 224 crops,
+    flips, RGB shift. Weights from Glorot initialization (found after submission to train every
+    net from scratch) or, for net A, "gaussian" N(0, 0.01^2); biases zero. Tested here at
+    Q = 256 on the centre crop (the paper also reports dense and multi-crop evaluation).
+    Inputs are 0-255 pixels minus the training set's mean RGB value (section 2.1)."""
     config = base(model_name, arg)
-    config.augment.name, config.augment.scale_range = "vgg", (256, 512)
+    config.model.initialization = initialization
+    config.augment.name, config.augment.scale_range = "vgg", scale_range
+    config.augment.normalize = "subtract_mean"
     config.train.steps = 370_000
     config.optimizer.lr, config.optimizer.weight_decay = 0.01, 5e-4
     config.schedule.boundaries = (150_000, 260_000, 330_000)
@@ -139,11 +155,22 @@ def googlenet(arg: str | None = None) -> ml_collections.ConfigDict:
     return smoke(config) if arg == "smoke" else config
 
 
+# Section 4.1: Table 2's ResNet-18/34 use option A ("no extra parameter compared to the plain
+# counterparts"); the bottleneck nets (Table 3, 50/101/152) use option B.
+RESNET_SHORTCUTS = {
+    "resnet18": "A", "resnet34": "A", "resnet50": "B", "resnet101": "B", "resnet152": "B"
+}
+
+
 def resnet(model_name: str, arg: str | None = None) -> ml_collections.ConfigDict:
     """He et al. 2015, section 3.4: batch 256, momentum 0.9, weight decay 1e-4, lr 0.1 divided
     by 10 when the error plateaus (here at epochs 30, 60, 90), 60e4 iterations; the shorter side
-    resized to [256, 480], random 224 crops, flips, PCA colour noise; 10-crop testing (Table 2)."""
+    resized to [256, 480], random 224 crops, flips, PCA colour noise; 10-crop testing (Table 2).
+    ResNets get the paper's shortcut option (`RESNET_SHORTCUTS`), which
+    `--config.model.shortcut` overrides; plain nets have none."""
     config = base(model_name, arg)
+    if model_name in RESNET_SHORTCUTS:
+        config.model.shortcut = RESNET_SHORTCUTS[model_name]
     config.train.steps = 600_000
     config.eval.crop = "ten_crop"
     return smoke(config) if arg == "smoke" else config
@@ -152,7 +179,8 @@ def resnet(model_name: str, arg: str | None = None) -> ml_collections.ConfigDict
 def inception_v4(arg: str | None = None) -> ml_collections.ConfigDict:
     """Szegedy et al. 2016, section 4: RMSProp with decay 0.9 and epsilon 1.0, lr 0.045
     multiplied by 0.94 every 2 epochs, 299x299 inputs with Inception-style crops. The paper
-    trained on 50 replicas; batch 256 and TF-slim's weight decay 4e-5 here."""
+    trained on 20 replicas (one GPU each) and gives no batch; batch 256 and TF-slim's weight
+    decay 4e-5 here."""
     config = base("inception_v4", arg)
     config.augment.name, config.augment.image_size, config.augment.pca_noise = "inception", 299, 0.0
     config.eval.resize = 342  # 299 / 0.875

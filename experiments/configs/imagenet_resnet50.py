@@ -1,4 +1,4 @@
-"""ResNet-50 (He et al. 2015, Table 3) on ImageNet.
+"""ResNet-50 (He et al. 2015, Table 3) on ImageNet, with shortcut option B (section 4.1).
 
     python -m experiments.train --config=imagenet_resnet50 --config.dataset.manual_dir=DIR
 
