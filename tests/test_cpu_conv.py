@@ -295,7 +295,7 @@ def test_grouped_convolutions_fall_back_to_lax():
 
 
 @pytest.mark.parametrize(
-    "accelerator, xla_flags, expected",
+    "accelerator, flags, expected",
     [
         (False, "", xla_flags.EIGEN_CONVOLUTIONS),
         (
@@ -312,9 +312,9 @@ def test_grouped_convolutions_fall_back_to_lax():
     ],
 )
 def test_eigen_convolutions_are_chosen_only_for_cpu_only_installs(
-    monkeypatch, accelerator, xla_flags, expected
+    monkeypatch, accelerator, flags, expected
 ):
-    monkeypatch.setenv("XLA_FLAGS", xla_flags)
+    monkeypatch.setenv("XLA_FLAGS", flags)
     monkeypatch.setattr(
         xla_flags.importlib.util, "find_spec", lambda name: object() if accelerator else None
     )

@@ -2,7 +2,7 @@
 
     python -m experiments.degradation --config=cifar_plain20
 
-Paper: training error above every shallower plain net's throughout training
+Paper: training error below every deeper plain net's throughout training
 (Figures 1 and 6); test error about 9.5% (read off Figure 6, no table value published).
 """
 
