@@ -11,7 +11,8 @@ import pytest
 
 from cnn_jax import models
 from cnn_jax.errors import ConfigError
-from cnn_jax.training import checkpoint, optim, sharding, state as state_lib, steps, train
+from cnn_jax.training import checkpoint, optim, sharding, steps, train
+from cnn_jax.training import state as state_lib
 from experiments import configs
 from tests.test_train import idx_config, idx_dir  # noqa: F401 (fixture)
 

@@ -117,7 +117,8 @@ def vgg(model_name: str, arg: str | None = None) -> ml_collections.ConfigDict:
     """Simonyan & Zisserman 2014, section 3.1: batch 256, momentum 0.9, weight decay 5e-4,
     lr 0.01 divided by 10 three times, 370k iterations (74 epochs); scale jittering with the
     training scale S drawn from [256, 512], random 224 crops, flips, RGB shift. Tested here at
-    Q = 256 on the centre crop (the paper also reports dense and multi-crop evaluation)."""
+    Q = 256 on the centre crop; `experiments.evaluate --protocol=dense|multi_crop` runs the
+    paper's dense and multi-crop evaluation (section 3.2)."""
     config = base(model_name, arg)
     config.augment.name, config.augment.scale_range = "vgg", (256, 512)
     config.train.steps = 370_000
