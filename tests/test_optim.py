@@ -35,3 +35,11 @@ def test_sgd_update_is_momentum_on_gradient_plus_weight_decay():
     np.testing.assert_allclose(d1["w"], grads["w"] + 1e-4 * params["w"], rtol=1e-6)
     d2, _ = transform.update(grads, state, params)
     np.testing.assert_allclose(d2["w"], 0.9 * d1["w"] + grads["w"] + 1e-4 * params["w"], rtol=1e-6)
+
+
+def test_a_factor_per_boundary():
+    config = configs.get_config("cifar_resnet20", {"schedule.boundaries": (10, 20)})
+    with config.unlocked():
+        config.schedule.factors = (0.5, 0.2)
+    lr = lambda step: float(optim.schedule(config)(step))
+    np.testing.assert_allclose([lr(9), lr(10), lr(19), lr(20)], [0.1, 0.05, 0.05, 0.01])

@@ -81,7 +81,7 @@ Config fields read (`default_config()` builds them with their defaults):
 
 import dataclasses
 import os
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import ml_collections
 import numpy as np
@@ -95,6 +95,7 @@ SPLITS = ("train", "validation")
 AUGMENTATIONS = ("alexnet", "vgg", "resnet", "inception")
 EVAL_CROPS = ("center", "ten_crop")
 NORMALIZATIONS = ("standardize", "subtract_mean")
+NET_STRIDE = 32  # the nets' total stride: dense evaluation rounds image sides to it
 MANUAL_FILES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
 
 # Per-channel statistics of ImageNet's [0, 1] RGB training images.
@@ -299,12 +300,14 @@ def eval_batches(
     batch_size: int,
     process_index: int = 0,
     process_count: int = 1,
+    views: Callable[[Any], Any] | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
     """One pass over this process's part of `split`, in batches of `batch_size` (per process).
 
-    Yields {"images": float32 [B, S, S, 3] ("center") or [B, 10, S, S, 3] ("ten_crop"),
-    "labels": int32 [B], "mask": bool [B]}; padding rows (zeros, mask False) fill the last
-    batch. Every process yields the same number of batches, ceil(ceil(N / process_count) /
+    Yields {"images": float32 [B, S, S, 3] ("center") or [B, 10, S, S, 3] ("ten_crop"), or
+    what `views(encoded image)` makes of each image, normalized, "labels": int32 [B], "mask":
+    bool [B]}; padding rows (zeros, mask False) fill the last batch. Every process yields the
+    same number of batches, ceil(ceil(N / process_count) /
     batch_size), so that multi-process evaluation steps stay in lockstep.
     """
     s = settings(config)
@@ -324,7 +327,8 @@ def eval_batches(
 
     def preprocess(example):
         return {
-            "images": eval_preprocess(example["image"], s),
+            "images": (normalize(views(example["image"])) if views
+                       else eval_preprocess(example["image"], s)),
             "labels": tf.cast(example["label"], tf.int32),
             "mask": tf.constant(True),
         }
@@ -342,6 +346,41 @@ def eval_batches(
     dataset = dataset.concatenate(padding).take(num_batches * batch_size)
     dataset = dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(_options())
     return dataset.as_numpy_iterator()
+
+
+def dense_images(
+    config: ml_collections.ConfigDict, split: str, scale: int
+) -> Iterator[dict[str, np.ndarray]]:
+    """One pass over `split` (one process), one whole image at a time for dense evaluation
+    (Simonyan & Zisserman 2014, section 3.2): {"images": float32 [1, H, W, 3] with the shorter
+    side `scale` (see `whole_image`), "labels": int32 [1], "mask": bool [1]}."""
+    s = settings(config)
+    _check_split(split)
+    tf = _tf()
+    dataset = _open(s).as_dataset(
+        split=split, shuffle_files=False, decoders=_skip_decoding(), read_config=_read_config()
+    )
+
+    def preprocess(example):
+        image = whole_image(example["image"], scale)
+        label = tf.cast(example["label"], tf.int32)
+        return {"images": image, "labels": label, "mask": tf.constant(True)}
+
+    dataset = dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset.batch(1).prefetch(tf.data.AUTOTUNE).with_options(_options()).as_numpy_iterator()
+
+
+def multi_crop_batches(
+    config: ml_collections.ConfigDict, split: str, scale: int, batch_size: int
+) -> Iterator[dict[str, np.ndarray]]:
+    """One pass over `split` (one process) as VGG's 50 crops per image at `scale` (section
+    3.2, Table 5): {"images": float32 [B, 50, S, S, 3], "labels", "mask"} (see `grid_crops`)."""
+    size = settings(config).image_size
+
+    def views(encoded):
+        return grid_crops(resize_shorter_side(decode(encoded), scale) / 255.0, size)
+
+    return eval_batches(config, split, batch_size, views=views)
 
 
 def num_examples(config: ml_collections.ConfigDict, split: str) -> int:
@@ -467,6 +506,33 @@ def ten_crop(image, size: int):
     crops = tf.stack(
         [tf.slice(image, tf.stack([top, left, 0]), [size, size, 3]) for top, left in corners]
     )
+    return tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)
+
+
+def whole_image(encoded, scale: int):
+    """Dense evaluation's input: the image resized to shorter side `scale`, its longer side to
+    the nearest multiple of the nets' stride, 32 (an aspect change under 32 / (2 * scale),
+    which keeps the shapes to compile few), normalized."""
+    tf = _tf()
+    image = decode(encoded)
+    shape = tf.cast(tf.shape(image)[:2], tf.float64)
+    longer = tf.cast(tf.round(tf.reduce_max(shape) * scale / tf.reduce_min(shape) / NET_STRIDE), tf.int32)
+    longer = tf.maximum(longer * NET_STRIDE, scale)
+    size = tf.where(shape[0] <= shape[1], tf.stack([scale, longer]), tf.stack([longer, scale]))
+    return normalize(tf.image.resize(image, size, method="bilinear") / 255.0)
+
+
+def grid_crops(image, size: int, grid: int = 5):
+    """VGG's multi-crop views (section 3.2): size-crops on a regular grid x grid over the
+    image, corners included, and their mirror images: [2 * grid**2, size, size, 3]."""
+    tf = _tf()
+    shape = tf.shape(image)
+
+    def offsets(extent):
+        return [(extent - size) * i // (grid - 1) for i in range(grid)]
+
+    crops = tf.stack([tf.slice(image, tf.stack([top, left, 0]), [size, size, 3])
+                      for top in offsets(shape[0]) for left in offsets(shape[1])])
     return tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)
 
 

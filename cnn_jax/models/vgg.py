@@ -31,6 +31,7 @@ import re
 from typing import Any, Callable
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from cnn_jax.errors import ConfigError
@@ -105,6 +106,9 @@ class VGG(nn.Module):
       initialization: of the conv and FC weights: "glorot" (uniform) or "gaussian" (N(0, 0.01^2),
         net A's in the paper).
       dtype: computation dtype; parameters stay float32 and logits are float32.
+      dense: section 3.2's dense evaluation: fc6-8 applied as convolutions (fc6 a 7x7 conv,
+        fc7 and fc8 1x1 convs, the same parameters) over the whole image's last maps, the
+        class score map averaged over positions. At 224x224 it is the plain net.
       conv, act: the convolution module and the activation (flax's Conv and relu).
     """
 
@@ -115,6 +119,7 @@ class VGG(nn.Module):
     fc_features: int = 4096
     initialization: str = "glorot"
     dtype: Any = jnp.float32
+    dense: bool = False
     conv: layers.ModuleDef = nn.Conv
     act: Callable = nn.relu
 
@@ -154,13 +159,33 @@ class VGG(nn.Module):
                     x = norm(name=f"bn{stage}_{convs}")(x)
                 x = self.act(x)
             x = nn.max_pool(x, (2, 2), strides=(2, 2))
-        x = layers.adaptive_avg_pool(x, POOLED_SIZE)
-        x = x.reshape(x.shape[0], -1)
+        if self.dense:
+            x = fc6_windows(x)  # [N, H - 6, W - 6, 7 * 7 * C]: fc6 as a 7x7 convolution
+        else:
+            x = layers.adaptive_avg_pool(x, POOLED_SIZE)
+            x = x.reshape(x.shape[0], -1)
         dense = functools.partial(nn.Dense, kernel_init=weights, dtype=self.dtype)
         for name in ("fc6", "fc7"):
-            x = self.act(dense(self.fc_features, name=name)(x))
+            x = self.act(dense(self.fc_features, name=name)(x))  # on the last axis: 1x1 convs
             x = nn.Dropout(DROPOUT_RATE, deterministic=not train)(x)
-        return dense(self.num_classes, name="fc8")(x).astype(jnp.float32)
+        x = dense(self.num_classes, name="fc8")(x).astype(jnp.float32)
+        return jnp.mean(x, axis=(1, 2)) if self.dense else x  # the class score map, averaged
+
+
+def fc6_windows(x: jnp.ndarray) -> jnp.ndarray:
+    """Every 7x7 window of the last maps, flattened in the (row, column, channel) order in
+    which fc6 reads the 7x7 map of a 224x224 image, so fc6 applies to each window."""
+    height, width = POOLED_SIZE
+    if x.shape[1] < height or x.shape[2] < width:
+        raise ConfigError(f"Dense evaluation needs maps of at least 7x7 (inputs of at least "
+                          f"224x224), got {x.shape[1]}x{x.shape[2]}.")
+    patches = jax.lax.conv_general_dilated_patches(
+        x, (height, width), (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        precision=jax.lax.Precision.HIGHEST,  # a copy, not rounded to TF32 or bfloat16
+    )  # channels ordered (channel, row, column)
+    n, rows, cols, _ = patches.shape
+    patches = patches.reshape(n, rows, cols, x.shape[-1], height, width)
+    return patches.transpose(0, 1, 2, 4, 5, 3).reshape(n, rows, cols, -1)
 
 
 # Paper names (vgg_a ... vgg_e, vgg_a_lrn) and torchvision's depth names for the same nets.

@@ -1,5 +1,6 @@
 """Orbax checkpoints of the train state, restorable onto any device layout."""
 
+import dataclasses
 import itertools
 import json
 import logging
@@ -60,7 +61,7 @@ class Checkpoints:
             raise CheckpointError(f"No checkpoint {'' if step is None else step} in {self.directory}.")
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
         try:
-            state = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+            state = self._restore_tree(step, abstract)
             saved = self._manager.metadata(step).custom_metadata or {}
         except Exception as e:  # Orbax raises many types for missing, truncated or foreign files.
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -74,6 +75,22 @@ class Checkpoints:
                         "have the checksum it was saved with."
                     )
         return state
+
+    def _restore_tree(self, step: int, abstract: TrainState) -> TrainState:
+        """Orbax's restore of `abstract`'s tree. A checkpoint written before the state held
+        `ema_params` restores into a run without an average (an empty one)."""
+        try:
+            return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        except ValueError as error:
+            if abstract.ema_params:
+                raise
+            fields = {f.name: getattr(abstract, f.name) for f in dataclasses.fields(abstract)}
+            del fields["ema_params"]
+            try:
+                restored = self._manager.restore(step, args=ocp.args.StandardRestore(fields))
+            except Exception:
+                raise error from None
+            return abstract.replace(**restored)
 
     def restore_latest(self, target: TrainState) -> TrainState | None:
         """The newest checkpoint that restores intact (None if there is none). Newer ones that
@@ -146,12 +163,18 @@ def restore_state(workdir: epath.PathLike, step: int | None = None) -> tuple[nn.
     return model, state, config
 
 
-def load(workdir: epath.PathLike, step: int | None = None) -> tuple[nn.Module, dict[str, Any], ml_collections.ConfigDict]:
+def load(
+    workdir: epath.PathLike, step: int | None = None, averaged: bool = True
+) -> tuple[nn.Module, dict[str, Any], ml_collections.ConfigDict]:
     """`(model, variables, config)` of a run, for notebooks: `model.apply(variables, x)`.
+
+    A run with `train.ema_decay` > 0 gives its averaged parameters, which its evaluation
+    used; `averaged=False` gives the trained ones.
 
     Inputs are normalized as in training, uint8 images scaled to [0, 1] minus the training
     set's per-pixel mean: `cnn_jax.data.augment.normalize(images,
     variables["data"]["pixel_mean"])` (the model ignores the `data` collection).
     """
     model, state, config = restore_state(workdir, step)
-    return model, state.variables | {"data": {"pixel_mean": state.pixel_mean}}, config
+    variables = state.eval_variables if averaged else state.variables
+    return model, variables | {"data": {"pixel_mean": state.pixel_mean}}, config

@@ -37,15 +37,22 @@ def direction(config: ml_collections.ConfigDict) -> optax.GradientTransformation
 def schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
     """The learning rate per iteration, from optimizer.lr and `config.schedule`:
 
-    piecewise (default): multiplied by schedule.factor at each of schedule.boundaries.
+    piecewise (default): multiplied by schedule.factor at each of schedule.boundaries, or,
+      where the config has schedule.factors, by the i-th factor at the i-th boundary
+      (LeNet-5's step sizes).
     exponential: multiplied by schedule.factor every schedule.every_steps iterations
       (GoogLeNet: 0.96 every 8 epochs; Inception-v4: 0.94 every 2 epochs).
     """
     s = config.schedule
     kind = s.get("name", "piecewise")
     if kind == "piecewise":
-        boundaries = sorted(int(b) for b in s.boundaries)
-        return optax.piecewise_constant_schedule(config.optimizer.lr, {b: s.factor for b in boundaries})
+        factors = s.get("factors") or (s.factor,) * len(s.boundaries)
+        if len(factors) != len(s.boundaries):
+            raise ConfigError(
+                f"schedule.factors has {len(factors)} values for {len(s.boundaries)} schedule.boundaries."
+            )
+        steps = dict(sorted((int(b), f) for b, f in zip(s.boundaries, factors)))
+        return optax.piecewise_constant_schedule(config.optimizer.lr, steps)
     if kind == "exponential":
         return optax.exponential_decay(
             config.optimizer.lr, transition_steps=s.every_steps, decay_rate=s.factor, staircase=True

@@ -1,4 +1,9 @@
-"""The train state: everything a checkpoint holds, as one pytree."""
+"""The train state: everything a checkpoint holds, as one pytree.
+
+With `train.ema_decay` > 0 it also holds an exponential moving average of the parameters,
+which evaluation uses (`eval_variables`); with 0 that field is empty and the state is
+exactly the plain one.
+"""
 
 from typing import Any
 
@@ -22,11 +27,34 @@ class TrainState:
     opt_state: optax.OptState
     pixel_mean: jax.Array  # (H, W, C) training-set mean the inputs are normalized with
     warming_up: jax.Array  # bool scalar: the learning-rate warm-up is still on
+    ema_params: Any = flax.struct.field(default_factory=dict)  # averaged params ({} when off)
 
     @property
     def variables(self) -> dict[str, Any]:
-        """The model's variables, as `module.apply` takes them."""
+        """The model's variables being trained, as `module.apply` takes them."""
         return {"params": self.params, "batch_stats": self.batch_stats}
+
+    @property
+    def eval_variables(self) -> dict[str, Any]:
+        """The variables evaluation uses: the averaged parameters when the run keeps an average
+        (`train.ema_decay` > 0), else the trained ones. BatchNorm statistics are running
+        averages already and are used as they are."""
+        return {"params": self.ema_params or self.params, "batch_stats": self.batch_stats}
+
+
+def ema_decay(config: ml_collections.ConfigDict) -> float:
+    """`train.ema_decay` (0, or absent from older configs: no average)."""
+    return float(config.train.get("ema_decay", 0.0))
+
+
+def update_average(average: Any, params: Any, decay: float) -> Any:
+    """One step of the exponential moving average: decay * average + (1 - decay) * params.
+
+    GoogLeNet (Szegedy et al. 2014, section 6) evaluated Polyak-averaged parameters, and
+    Inception-v4 (Szegedy et al. 2016, section 4) "a running average of the parameters
+    computed over time"; this average stands for both. It starts at the initial parameters.
+    """
+    return jax.tree.map(lambda a, p: decay * a + (1.0 - decay) * p, average, params)
 
 
 def create(
@@ -53,6 +81,7 @@ def create(
             opt_state=optimizer.init(params),
             pixel_mean=jnp.asarray(pixel_mean, jnp.float32),
             warming_up=jnp.asarray(config.schedule.warmup_steps > 0),
+            ema_params=jax.tree.map(jnp.copy, params) if ema_decay(config) else {},
         )
 
     return jax.jit(init, out_shardings=sharding.replicated(mesh))()

@@ -23,6 +23,7 @@ from cnn_jax.data.in_memory import EvalSplit, TrainSplit
 from cnn_jax.errors import ConfigError
 from cnn_jax import sharding
 from cnn_jax.training import optim
+from cnn_jax.training import state as state_lib
 from cnn_jax.training.state import TrainState
 
 Metrics = dict[str, jax.Array]
@@ -145,13 +146,15 @@ def make_update(
     """`update(state, images, labels) -> (state, metrics)`: one SGD iteration on a prepared batch.
 
     The loss is the cross-entropy plus `train.aux_loss_weight` times that of every auxiliary
-    classifier the model sows (GoogLeNet); weight decay is in the optimizer.
+    classifier the model sows (GoogLeNet); weight decay is in the optimizer. With
+    `train.ema_decay` > 0 the average of the parameters follows each update.
     """
     batch_size = config.train.batch_size
     sharding.check_divisible("train.batch_size", batch_size, mesh)
     aux_weight = config.train.get("aux_loss_weight", 0.0)
     batch_sharding = sharding.sharded(mesh)
     bn_group_size = config.model.get("bn_group_size", 0)
+    ema_decay = state_lib.ema_decay(config)
     if bn_group_size and batch_size % bn_group_size:
         raise ConfigError(
             f"model.bn_group_size={bn_group_size} does not divide train.batch_size={batch_size}."
@@ -184,6 +187,7 @@ def make_update(
             batch_stats=batch_stats,
             opt_state=opt_state,
             warming_up=optim.still_warming_up(config, state.warming_up, state.step, batch_error),
+            ema_params=state_lib.update_average(state.ema_params, params, ema_decay) if ema_decay else {},
         )
         metrics = {"loss": loss * batch_size, "errors": errors, "count": jnp.asarray(batch_size)}
         return new_state, metrics | {"lr": lr}
@@ -239,15 +243,16 @@ def batch_sums(model: nn.Module, state: TrainState, images, labels, mask) -> Met
     """Evaluation sums of one batch: loss, top-1 and top-5 mistakes, examples.
 
     Images of shape [batch, crops, H, W, C] (10-crop testing) are classified by their crops'
-    mean softmax.
+    mean softmax. The net runs with the averaged parameters where the run keeps an average.
     """
+    variables = state.eval_variables
     if images.ndim == 5:
         batch, crops = images.shape[:2]
-        logits = model.apply(state.variables, images.reshape(batch * crops, *images.shape[2:]), train=False)
+        logits = model.apply(variables, images.reshape(batch * crops, *images.shape[2:]), train=False)
         per_crop = jax.nn.log_softmax(logits.reshape(batch, crops, -1))
         log_probs = jax.nn.logsumexp(per_crop, axis=1) - jnp.log(crops)  # log of the mean softmax
     else:
-        log_probs = jax.nn.log_softmax(model.apply(state.variables, images, train=False))
+        log_probs = jax.nn.log_softmax(model.apply(variables, images, train=False))
     losses = -jnp.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0]
     top5 = jax.lax.top_k(log_probs, min(5, log_probs.shape[-1]))[1]
     return {

@@ -231,6 +231,8 @@ def _check_values(config: ml_collections.ConfigDict) -> None:
             raise ConfigError(f"{field} must be at least 1, not {value}.")
     if config.train.get("diagnostics_every_steps", 0) < 0:
         raise ConfigError("train.diagnostics_every_steps must be 0 (off) or more.")
+    if not 0.0 <= state_lib.ema_decay(config) < 1.0:
+        raise ConfigError(f"train.ema_decay must be 0 (off) or in (0, 1), not {config.train.ema_decay}.")
 
 
 def _check_finite(sums: dict[str, np.ndarray], step: int, runs: list[_Run]) -> None:

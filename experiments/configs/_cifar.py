@@ -61,6 +61,7 @@ def get_config(model_name: str, arg: str | None = None) -> ml_collections.Config
     config.train.steps = 64_000
     config.train.log_every_steps = 100
     config.train.diagnostics_every_steps = 500  # gradient norms per stage (diagnostics.jsonl)
+    config.train.ema_decay = 0.0  # > 0: evaluate a moving average of the parameters (0 = off)
 
     config.optimizer = he_sgd()
 

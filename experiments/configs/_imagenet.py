@@ -53,6 +53,7 @@ def base(model_name: str, arg: str | None) -> ml_collections.ConfigDict:
     config.train.steps = 120 * EPOCH
     config.train.log_every_steps = 100
     config.train.aux_loss_weight = 0.0
+    config.train.ema_decay = 0.0  # > 0: evaluate a moving average of the parameters (0 = off)
 
     config.optimizer = he_sgd()
 
@@ -128,9 +129,10 @@ def vgg(
     lr 0.01 divided by 10 three times, 370k iterations (74 epochs); the training scale S drawn
     from `scale_range` (scale jittering over [256, 512], or a fixed S = 256), random 224 crops,
     flips, RGB shift. Weights from Glorot initialization (found after submission to train every
-    net from scratch) or, for net A, "gaussian" N(0, 0.01^2); biases zero. Tested here at
-    Q = 256 on the centre crop (the paper also reports dense and multi-crop evaluation).
-    Inputs are 0-255 pixels minus the training set's mean RGB value (section 2.1)."""
+    net from scratch) or, for net A, "gaussian" N(0, 0.01^2); biases zero. Inputs are 0-255
+    pixels minus the training set's mean RGB value (section 2.1). Tested here at Q = 256 on the
+    centre crop; `experiments.evaluate --protocol=dense|multi_crop` runs the paper's dense and
+    multi-crop evaluation (section 3.2)."""
     config = base(model_name, arg)
     config.model.initialization = initialization
     config.augment.name, config.augment.scale_range = "vgg", scale_range
@@ -145,10 +147,14 @@ def googlenet(arg: str | None = None) -> ml_collections.ConfigDict:
     """Szegedy et al. 2014, section 6: momentum 0.9, the learning rate decreased by 4% every 8
     epochs, patches of 8%-100% of the image area with aspect ratio in [3/4, 4/3], auxiliary
     losses weighted 0.3. The paper gives neither the initial rate nor the batch; BVLC's
-    replication used 0.01 at batch 32, scaled here to 0.08 at batch 256, and weight decay 2e-4."""
+    replication used 0.01 at batch 32, scaled here to 0.08 at batch 256, and weight decay 2e-4.
+    "Polyak averaging was used to create the final model used at inference time": here an
+    exponential moving average of the parameters with decay 0.9999 (about the last 10,000
+    iterations, 2 epochs; the paper gives no window), which evaluation uses."""
     config = base("googlenet", arg)
     config.augment.name, config.augment.pca_noise = "inception", 0.0
     config.train.aux_loss_weight = 0.3
+    config.train.ema_decay = 0.9999
     config.train.steps = 90 * EPOCH
     config.optimizer.lr, config.optimizer.weight_decay = 0.08, 2e-4
     config.schedule.name, config.schedule.factor, config.schedule.every_steps = "exponential", 0.96, 8 * EPOCH
@@ -182,6 +188,9 @@ def inception_v4(arg: str | None = None) -> ml_collections.ConfigDict:
     trained on 20 replicas (one GPU each) and gives no batch; batch 256 and TF-slim's weight
     decay 4e-5 here."""
     config = base("inception_v4", arg)
+    # "Model evaluations are performed using a running average of the parameters computed
+    # over time": an exponential moving average, with TF-slim's decay.
+    config.train.ema_decay = 0.9999
     config.augment.name, config.augment.image_size, config.augment.pca_noise = "inception", 299, 0.0
     config.eval.resize = 342  # 299 / 0.875
     config.train.steps = 160 * EPOCH
