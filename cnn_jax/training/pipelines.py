@@ -30,12 +30,17 @@ def is_streaming(dataset_name: str) -> bool:
     return dataset_name in imagenet.NUM_CLASSES
 
 
-def num_classes(dataset_name: str) -> int:
-    if is_streaming(dataset_name):
+def num_classes(dataset: str | ml_collections.ConfigDict) -> int:
+    """Outputs of the model for a data set's name, or for a `dataset` section (which may keep
+    only some of the classes: `dataset.classes`)."""
+    name = dataset if isinstance(dataset, str) else dataset.name
+    if is_streaming(name):
         from cnn_jax.data import imagenet
 
-        return imagenet.NUM_CLASSES[dataset_name]
-    return datasets.num_classes(dataset_name)
+        return imagenet.NUM_CLASSES[name]
+    if isinstance(dataset, str):
+        return datasets.num_classes(name)
+    return len(datasets.selected_classes(dataset))
 
 
 def input_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int]:

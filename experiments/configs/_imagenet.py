@@ -18,6 +18,7 @@ Arguments (`--config=NAME:ARG`):
 import ml_collections
 
 from cnn_jax.errors import ConfigError
+from cnn_jax.training import initialize
 from experiments.configs._optimizer import he_sgd
 
 ARGS = ("smoke",)
@@ -70,6 +71,8 @@ def base(model_name: str, arg: str | None) -> ml_collections.ConfigDict:
     config.eval.crop = "center"  # or "ten_crop": 4 corners + centre and their flips
     config.eval.resize = 256  # shorter side before cropping
     config.eval.max_examples = 0  # 0 = all 50,000 validation images
+
+    config.init = initialize.section()  # start from another run's checkpoint (see there)
 
     config.checkpoint = ml_collections.ConfigDict()
     config.checkpoint.every_steps = EPOCH
