@@ -61,6 +61,8 @@ Config fields read (`default_config()` builds them with their defaults):
   augment.area_range      inception: fraction of the image area (0.08, 1.0)
   augment.aspect_range    inception: crop aspect ratio (3/4, 4/3)
   augment.pca_noise       std of the PCA colour noise alphas (0.1; 0 for inception; 0 = off)
+  augment.mean_rgb        per-channel mean subtracted from the [0, 1] image (ImageNet's)
+  augment.stddev_rgb      per-channel standard deviation it is divided by (ImageNet's)
   augment.flip            random horizontal flips (True)
   eval.crop               center | ten_crop
   eval.resize             shorter side before cropping (0 = augment.resize for alexnet,
@@ -153,6 +155,8 @@ class Settings:
     flip: bool
     eval_crop: str
     eval_resize: int
+    mean_rgb: tuple[float, float, float] = MEAN_RGB
+    stddev_rgb: tuple[float, float, float] = STDDEV_RGB
 
 
 def settings(config: ml_collections.ConfigDict) -> Settings:
@@ -179,6 +183,13 @@ def settings(config: ml_collections.ConfigDict) -> Settings:
         resize if augment == "alexnet" else round(image_size / _EVAL_CROP_FRACTION)
     )
     shuffle_buffer = int(get("dataset.shuffle_buffer"))
+    mean_rgb = tuple(float(v) for v in _field(config, "augment.mean_rgb", MEAN_RGB))
+    stddev_rgb = tuple(float(v) for v in _field(config, "augment.stddev_rgb", STDDEV_RGB))
+    if len(mean_rgb) != 3 or len(stddev_rgb) != 3 or min(stddev_rgb) <= 0:
+        raise ConfigError(
+            f"augment.mean_rgb and augment.stddev_rgb must be 3 values each, the standard "
+            f"deviations positive; got {mean_rgb} and {stddev_rgb}."
+        )
 
     if image_size <= 0:
         raise ConfigError(f"augment.image_size must be positive, got {image_size}.")
@@ -225,6 +236,8 @@ def settings(config: ml_collections.ConfigDict) -> Settings:
         flip=bool(get("augment.flip")),
         eval_crop=eval_crop,
         eval_resize=eval_resize,
+        mean_rgb=mean_rgb,
+        stddev_rgb=stddev_rgb,
     )
 
 
@@ -425,10 +438,12 @@ def pca_noise(image, stddev: float, seed):
     return image + shift
 
 
-def normalize(image):
-    """[0, 1] RGB -> per-channel standardized with ImageNet's mean and standard deviation."""
+def normalize(image, mean=MEAN_RGB, stddev=STDDEV_RGB):
+    """[0, 1] RGB -> per-channel standardized with ImageNet's mean and standard deviation (or
+    those given: `augment.mean_rgb` / `augment.stddev_rgb`, e.g. 0.5 for weights trained on
+    [-1, 1] inputs)."""
     tf = _tf()
-    return (image - tf.constant(MEAN_RGB, tf.float32)) / tf.constant(STDDEV_RGB, tf.float32)
+    return (image - tf.constant(mean, tf.float32)) / tf.constant(stddev, tf.float32)
 
 
 def ten_crop(image, size: int):
@@ -465,7 +480,7 @@ def train_preprocess(encoded, s: Settings, seed):
         image = tf.image.stateless_random_flip_left_right(image, flip_seed)
     if s.pca_noise > 0:
         image = pca_noise(image, s.pca_noise, color_seed)
-    return tf.ensure_shape(normalize(image), [size, size, 3])
+    return tf.ensure_shape(normalize(image, s.mean_rgb, s.stddev_rgb), [size, size, 3])
 
 
 def eval_preprocess(encoded, s: Settings):
@@ -473,10 +488,11 @@ def eval_preprocess(encoded, s: Settings):
     tf = _tf()
     image = resize_shorter_side(decode(encoded), s.eval_resize) / 255.0
     if s.eval_crop == "center":
-        view = normalize(center_crop(image, s.image_size))
+        view = normalize(center_crop(image, s.image_size), s.mean_rgb, s.stddev_rgb)
         return tf.ensure_shape(view, [s.image_size, s.image_size, 3])
     views = ten_crop(center_crop(image, s.eval_resize), s.image_size)
-    return tf.ensure_shape(normalize(views), [10, s.image_size, s.image_size, 3])
+    views = normalize(views, s.mean_rgb, s.stddev_rgb)
+    return tf.ensure_shape(views, [10, s.image_size, s.image_size, 3])
 
 
 # ----------------------------------------------------------------------------------------
