@@ -30,16 +30,11 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def inception_module(
-    c1x1: int, c3x3_reduce: int, c3x3: int, c5x5_reduce: int, c5x5: int, pool_proj: int
-) -> tuple[inception_blocks.Branch, ...]:
+def inception_module(*widths: int) -> tuple[inception_blocks.Branch, ...]:
     """torchvision's Inception module: Figure 2(b) with a 3x3 convolution in the 5x5 branch."""
-    return (
-        (f"1x1 {c1x1}",),
-        (f"1x1 {c3x3_reduce}", f"3x3 {c3x3}"),
-        (f"1x1 {c5x5_reduce}", f"3x3 {c5x5}"),
-        ("max 3x3", f"1x1 {pool_proj}"),
-    )
+    branches = googlenet.inception_module(*widths)
+    reduce, five = branches[2]
+    return branches[:2] + ((reduce, five.replace("5x5", "3x3")),) + branches[3:]
 
 
 def ceil_max_pool(x: jnp.ndarray, window: int, stride: int) -> jnp.ndarray:

@@ -47,13 +47,15 @@ def input_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
     """(height, width, channels) of the model's inputs."""
     if is_streaming(config.dataset.name):
         return (config.augment.image_size, config.augment.image_size, 3)
-    return datasets.image_shape(config.dataset.name)
+    height, width, channels = datasets.image_shape(config.dataset.name)
+    size = config.augment.get("resize", 0)  # in-memory images resized on the device
+    return (size, size, channels) if size else (height, width, channels)
 
 
 def mean_shape(config: ml_collections.ConfigDict) -> tuple[int, ...]:
     """Shape of the train state's `pixel_mean`: a per-pixel image for in-memory sets; for
     streamed sets the host normalizes, and the mean is a zero per channel."""
-    return (1, 1, 3) if is_streaming(config.dataset.name) else input_shape(config)
+    return (1, 1, 3) if is_streaming(config.dataset.name) else datasets.image_shape(config.dataset.name)
 
 
 def create(
@@ -80,7 +82,7 @@ class InMemory:
                 f"{len(splits['train'])} training examples."
             )
         self.pixel_mean = augment.pixel_mean(splits["train"].images)
-        self.input_shape = self.pixel_mean.shape
+        self.input_shape = input_shape(config)
         self._train = in_memory.put_train(splits["train"], mesh)
         self._eval = {
             name: in_memory.put_eval(_first(splits[name], config.eval.max_examples), config.eval.batch_size, mesh)
@@ -88,11 +90,13 @@ class InMemory:
             if name in splits
         }
         self._train_steps = steps.make_train_steps(model, optimizer, config, mesh, replicas)
-        self._evaluate = steps.make_evaluate(model, mesh, replicas)
+        resize = config.augment.get("resize", 0)
+        self._evaluate = steps.make_evaluate(model, mesh, replicas, resize)
         self._diagnostics = steps.make_diagnostics(model, mesh, replicas)
         # A fixed batch of unaugmented training images for the diagnostics.
         probe = splits["train"].take(slice(0, config.train.batch_size))
-        normalized = (probe.images.astype(np.float32) / 255.0 - self.pixel_mean).astype(np.float32)
+        normalized = augment.resize(augment.normalize(probe.images, self.pixel_mean), resize)
+        normalized = np.asarray(normalized, np.float32)
         self._probe = (sharding.global_array(normalized, sharding.sharded(mesh)),
                        sharding.global_array(probe.labels, sharding.sharded(mesh)))
 

@@ -56,8 +56,9 @@ def convert(name: str, state_dict: dict[str, np.ndarray], num_classes: int = 100
     described = f"{twin.library}'s {twin.name}"
     if len(missing) > len(keys) // 2:
         raise CheckpointError(
-            f"These weights are not {described}'s: {len(missing)} of its {len(keys)} tensors are "
-            f"missing (e.g. {missing[0]}), and the file holds e.g. {next(iter(tensors), 'nothing')}."
+            f"These weights are not those of {described}: {len(missing)} of its {len(keys)} "
+            f"tensors are missing (e.g. {missing[0]}), and the file holds e.g. "
+            f"{next(iter(tensors), 'nothing')}."
         )
     if missing:
         raise CheckpointError(f"The weights lack {missing[0]}, which {described} has.")

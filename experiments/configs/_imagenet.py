@@ -115,12 +115,21 @@ def alexnet(arg: str | None = None) -> ml_collections.ConfigDict:
     return smoke(config) if arg == "smoke" else config
 
 
+# Section 3.1: the deeper nets start from "the first four convolutional layers and the last three
+# fully-connected layers" of net A; A's conv1_1, conv2_1, conv3_1 and conv3_2 fit the layers of
+# the same names in B-E, whose other layers start at random.
+VGG_FROM_A = ("conv1_1", "conv2_1", "conv3_1", "conv3_2", "fc6", "fc7", "fc8")
+
+
 def vgg(model_name: str, arg: str | None = None) -> ml_collections.ConfigDict:
     """Simonyan & Zisserman 2014, section 3.1: batch 256, momentum 0.9, weight decay 5e-4,
     lr 0.01 divided by 10 three times, 370k iterations (74 epochs); scale jittering with the
     training scale S drawn from [256, 512], random 224 crops, flips, RGB shift. Tested here at
-    Q = 256 on the centre crop (the paper also reports dense and multi-crop evaluation)."""
+    Q = 256 on the centre crop (the paper also reports dense and multi-crop evaluation).
+    Nets deeper than A copy `VGG_FROM_A` from the run `init.workdir` names, if one is given."""
     config = base(model_name, arg)
+    if model_name not in ("vgg11", "vgg_a", "vgg_a_lrn"):
+        config.init.include = VGG_FROM_A
     config.augment.name, config.augment.scale_range = "vgg", (256, 512)
     config.train.steps = 370_000
     config.optimizer.lr, config.optimizer.weight_decay = 0.01, 5e-4
