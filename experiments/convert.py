@@ -32,7 +32,8 @@ from absl import app, flags
 
 from experiments import cli
 
-_MODEL = flags.DEFINE_string("model", None, "The zoo's name of the net (help: list them).", required=True)
+_MODEL = flags.DEFINE_string("model", None, "The zoo's name of the net (help: list them).",
+                             required=True)
 _WEIGHTS = flags.DEFINE_string("weights", None, "A .safetensors or .pth/.pt state dict.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where the checkpoint and config.json go.")
 _DATASET = flags.DEFINE_string("dataset", "imagenet2012", "The data set the head's classes are "

@@ -107,7 +107,9 @@ class GoogLeNetTorchvision(nn.Module):
                 )(x)
                 aux = googlenet.AUX_CLASSIFIERS.get(name)
                 if aux and self.aux_classifiers and (train or self.is_initializing()):
-                    head = AuxClassifier(self.num_classes, conv, self.dtype, name=f"{aux}_classifier")
+                    head = AuxClassifier(
+                        self.num_classes, conv, self.dtype, name=f"{aux}_classifier"
+                    )
                     logits = head(x, train)
                     if train:
                         self.sow("aux", aux, logits)

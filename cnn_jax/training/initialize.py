@@ -100,7 +100,9 @@ def copy_variables(
     new, copied, unmatched, heads = flatten(fresh), [], [], []
     for pattern in include:
         if not any(names((pattern,), path) for _, path in flatten(source)):
-            raise ConfigError(f"init.include pattern {pattern!r} names no variable of {init.workdir}.")
+            raise ConfigError(
+                f"init.include pattern {pattern!r} names no variable of {init.workdir}."
+            )
     for (collection, path), value in flatten(source).items():
         if (include and not names(include, path)) or names(exclude, path):
             continue
@@ -135,7 +137,8 @@ def from_checkpoint(state: TrainState, config: ml_collections.ConfigDict) -> Tra
     if init is None or not init.get("workdir"):
         return state
     step = init.get("step", -1)
-    _, source_state, source_config = checkpoint.restore_state(init.workdir, None if step < 0 else step)
+    step = None if step < 0 else step
+    _, source_state, source_config = checkpoint.restore_state(init.workdir, step)
     classes = (pipelines.num_classes(source_config.dataset), pipelines.num_classes(config.dataset))
     fresh = {"params": state.params, "batch_stats": state.batch_stats}
     source = {"params": source_state.params, "batch_stats": source_state.batch_stats}

@@ -30,7 +30,9 @@ def direction(config: ml_collections.ConfigDict) -> optax.GradientTransformation
         return base
     head = tuple(config.optimizer.get("head", ()))
     if not head:
-        raise ConfigError("optimizer.backbone_lr_factor needs optimizer.head, the classifier's modules.")
+        raise ConfigError(
+            "optimizer.backbone_lr_factor needs optimizer.head, the classifier's modules."
+        )
     labels = lambda params: {k: jax.tree.map(lambda _: "head" if k in head else "backbone", v)
                              for k, v in params.items()}
     backbone = optax.chain(base, optax.scale(factor))

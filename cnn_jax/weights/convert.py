@@ -41,7 +41,9 @@ def create_model(name: str, num_classes: int = 1000) -> nn.Module:
     return models.create(name, num_classes=num_classes, **source(name).overrides)
 
 
-def convert(name: str, state_dict: dict[str, np.ndarray], num_classes: int = 1000) -> dict[str, Any]:
+def convert(
+    name: str, state_dict: dict[str, np.ndarray], num_classes: int = 1000
+) -> dict[str, Any]:
     """The variables ({"params", "batch_stats"}) of zoo net `name` from its twin's state dict."""
     twin = source(name)
     model = create_model(name, num_classes)
@@ -51,7 +53,8 @@ def convert(name: str, state_dict: dict[str, np.ndarray], num_classes: int = 100
     )
     wanted = initialize.flatten(shapes)
     keys = {leaf: _torch_key(twin, leaf[1]) for leaf in wanted}
-    tensors = {k: v for k, v in state_dict.items() if k.rsplit(".", 1)[-1] not in torch_names.IGNORED}
+    tensors = {k: v for k, v in state_dict.items()
+               if k.rsplit(".", 1)[-1] not in torch_names.IGNORED}
     missing = [key for key in keys.values() if key not in tensors]
     described = f"{twin.library}'s {twin.name}"
     if len(missing) > len(keys) // 2:
@@ -93,7 +96,9 @@ def _torch_key(twin: Source, path: str) -> str:
         ) from None
 
 
-def _to_flax(tensor: np.ndarray, want: tuple[int, ...], flattened: tuple[int, int] | None) -> np.ndarray | None:
+def _to_flax(
+    tensor: np.ndarray, want: tuple[int, ...], flattened: tuple[int, int] | None
+) -> np.ndarray | None:
     """A PyTorch tensor in our layout (None where its rank cannot be ours)."""
     if tensor.ndim != len(want):
         return None

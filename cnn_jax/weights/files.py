@@ -43,7 +43,9 @@ def _read_safetensors(path: pathlib.Path) -> dict[str, np.ndarray]:
     try:
         return load_file(str(path))
     except Exception as e:  # SafetensorError and friends for truncated or foreign files
-        raise CheckpointError(f"Weights file {path} is not a readable safetensors file: {e}") from None
+        raise CheckpointError(
+            f"Weights file {path} is not a readable safetensors file: {e}"
+        ) from None
 
 
 def _read_pickle(path: pathlib.Path) -> dict[str, np.ndarray]:

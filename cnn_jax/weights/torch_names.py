@@ -200,6 +200,7 @@ IRV2_BLOCKS = _blocks(inception_v4.INCEPTION_RESNET_V2)
 IRV2_STEM = {1: "conv2d_1a", 2: "conv2d_2a", 3: "conv2d_2b", 5: "conv2d_3b", 6: "conv2d_4a"}
 IRV2_STAGES = {"inception_resnet_a": "repeat", "inception_resnet_b": "repeat_1",
                "inception_resnet_c": "repeat_2"}
+IRV2_MIXED = {"stem3": "mixed_5b", "reduction_a": "mixed_6a", "reduction_b": "mixed_7a"}
 IRV2_LAST_C = "inception_resnet_c10"  # timm's `block8`: the linear C block
 
 
@@ -222,7 +223,7 @@ def inception_resnet_v2_key(path: ModulePath) -> str:
     elif stage:
         prefix = f"{IRV2_STAGES[stage[1]]}.{int(stage[2]) - 1}"
     else:
-        prefix = {"stem3": "mixed_5b", "reduction_a": "mixed_6a", "reduction_b": "mixed_7a"}.get(top)
+        prefix = IRV2_MIXED.get(top)
         if prefix is None:
             raise UnknownModule("/".join(path))
     if path[1:] == ("expand",):
