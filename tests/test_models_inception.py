@@ -336,10 +336,12 @@ def test_inception_grids_are_35_17_8(name):
 def test_reduction_a_uses_table_1_filters(name):
     k, l, m, n = inception_v4.REDUCTION_A_FILTERS[name]
     params = abstract_init(name, 299)[1]["params"]["reduction_a"]
-    assert params["branch2_1"]["conv"]["kernel"].shape[-1] == n
-    assert params["branch3_1"]["conv"]["kernel"].shape[-1] == k
-    assert params["branch3_2"]["conv"]["kernel"].shape[-1] == l
-    assert params["branch3_3"]["conv"]["kernel"].shape[-1] == m
+    # Figure 7 puts the max pool first; the released Inception-ResNet-v2 puts it last.
+    single, triple = ("branch1", "branch2") if name == "inception_resnet_v2" else ("branch2", "branch3")
+    assert params[f"{single}_1"]["conv"]["kernel"].shape[-1] == n
+    assert params[f"{triple}_1"]["conv"]["kernel"].shape[-1] == k
+    assert params[f"{triple}_2"]["conv"]["kernel"].shape[-1] == l
+    assert params[f"{triple}_3"]["conv"]["kernel"].shape[-1] == m
 
 
 @pytest.mark.parametrize("name", ["inception_v4", "inception_resnet_v1", "inception_resnet_v2"])

@@ -48,3 +48,11 @@ def train_view(
     crop_key, flip_key = jax.random.split(key)
     images = random_crop(crop_key, normalize(images, mean), padding)
     return random_flip(flip_key, images) if flip else images
+
+
+def resize(images: jnp.ndarray, size: int) -> jnp.ndarray:
+    """Bilinear resize of a batch to size x size (`augment.resize`; 0 keeps the size), e.g. to
+    give CIFAR images to a net pretrained on larger ImageNet images."""
+    if not size or images.shape[1:3] == (size, size):
+        return images
+    return jax.image.resize(images, (images.shape[0], size, size, images.shape[3]), "bilinear")

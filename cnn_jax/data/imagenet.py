@@ -71,6 +71,8 @@ Config fields read (`default_config()` builds them with their defaults):
   augment.area_range      inception: fraction of the image area (0.08, 1.0)
   augment.aspect_range    inception: crop aspect ratio (3/4, 4/3)
   augment.pca_noise       std of the PCA colour noise alphas (0.1; 0 for inception; 0 = off)
+  augment.mean_rgb        per-channel mean subtracted from the [0, 1] image (ImageNet's)
+  augment.stddev_rgb      per-channel standard deviation it is divided by (ImageNet's)
   augment.flip            random horizontal flips (True)
   augment.normalize       standardize | subtract_mean (standardize)
   eval.crop               center | ten_crop
@@ -168,6 +170,8 @@ class Settings:
     normalize: str
     eval_crop: str
     eval_resize: int
+    mean_rgb: tuple[float, float, float] = MEAN_RGB
+    stddev_rgb: tuple[float, float, float] = STDDEV_RGB
 
 
 def settings(config: ml_collections.ConfigDict) -> Settings:
@@ -195,6 +199,13 @@ def settings(config: ml_collections.ConfigDict) -> Settings:
         resize if augment == "alexnet" else round(image_size / _EVAL_CROP_FRACTION)
     )
     shuffle_buffer = int(get("dataset.shuffle_buffer"))
+    mean_rgb = tuple(float(v) for v in _field(config, "augment.mean_rgb", MEAN_RGB))
+    stddev_rgb = tuple(float(v) for v in _field(config, "augment.stddev_rgb", STDDEV_RGB))
+    if len(mean_rgb) != 3 or len(stddev_rgb) != 3 or min(stddev_rgb) <= 0:
+        raise ConfigError(
+            f"augment.mean_rgb and augment.stddev_rgb must be 3 values each, the standard "
+            f"deviations positive; got {mean_rgb} and {stddev_rgb}."
+        )
 
     if image_size <= 0:
         raise ConfigError(f"augment.image_size must be positive, got {image_size}.")
@@ -246,6 +257,8 @@ def settings(config: ml_collections.ConfigDict) -> Settings:
         normalize=normalize_method,
         eval_crop=eval_crop,
         eval_resize=eval_resize,
+        mean_rgb=mean_rgb,
+        stddev_rgb=stddev_rgb,
     )
 
 
@@ -327,7 +340,7 @@ def eval_batches(
 
     def preprocess(example):
         return {
-            "images": (normalize(views(example["image"])) if views
+            "images": (normalize(views(example["image"]), s.normalize, s.mean_rgb, s.stddev_rgb) if views
                        else eval_preprocess(example["image"], s)),
             "labels": tf.cast(example["label"], tf.int32),
             "mask": tf.constant(True),
@@ -362,7 +375,7 @@ def dense_images(
     )
 
     def preprocess(example):
-        image = whole_image(example["image"], scale)
+        image = normalize(whole_image(example["image"], scale), s.normalize, s.mean_rgb, s.stddev_rgb)
         label = tf.cast(example["label"], tf.int32)
         return {"images": image, "labels": label, "mask": tf.constant(True)}
 
@@ -484,16 +497,18 @@ def pca_noise(image, stddev: float, seed):
     return image + shift
 
 
-def normalize(image, method: str = "standardize"):
+def normalize(image, method: str = "standardize", mean=MEAN_RGB, stddev=STDDEV_RGB):
     """[0, 1] RGB (a tf or numpy array) -> the net's input, per channel (see the module
-    docstring): "standardize" divides by ImageNet's standard deviation after subtracting its
-    mean; "subtract_mean" gives 0-255 pixel values minus the mean."""
+    docstring): "standardize" divides by the standard deviation after subtracting the mean
+    (ImageNet's, or those given: `augment.mean_rgb` / `augment.stddev_rgb`, e.g. 0.5 for
+    weights trained on [-1, 1] inputs); "subtract_mean" gives 0-255 pixel values minus the
+    mean."""
     if method not in NORMALIZATIONS:
         raise ConfigError(f"Unknown normalization {method!r}; known: {', '.join(NORMALIZATIONS)}.")
-    centred = image - np.asarray(MEAN_RGB, np.float32)
+    centred = image - np.asarray(mean, np.float32)
     if method == "subtract_mean":
         return centred * np.float32(255.0)
-    return centred / np.asarray(STDDEV_RGB, np.float32)
+    return centred / np.asarray(stddev, np.float32)
 
 
 def ten_crop(image, size: int):
@@ -512,14 +527,14 @@ def ten_crop(image, size: int):
 def whole_image(encoded, scale: int):
     """Dense evaluation's input: the image resized to shorter side `scale`, its longer side to
     the nearest multiple of the nets' stride, 32 (an aspect change under 32 / (2 * scale),
-    which keeps the shapes to compile few), normalized."""
+    which keeps the shapes to compile few), in [0, 1]."""
     tf = _tf()
     image = decode(encoded)
     shape = tf.cast(tf.shape(image)[:2], tf.float64)
     longer = tf.cast(tf.round(tf.reduce_max(shape) * scale / tf.reduce_min(shape) / NET_STRIDE), tf.int32)
     longer = tf.maximum(longer * NET_STRIDE, scale)
     size = tf.where(shape[0] <= shape[1], tf.stack([scale, longer]), tf.stack([longer, scale]))
-    return normalize(tf.image.resize(image, size, method="bilinear") / 255.0)
+    return tf.image.resize(image, size, method="bilinear") / 255.0
 
 
 def grid_crops(image, size: int, grid: int = 5):
@@ -557,7 +572,7 @@ def train_preprocess(encoded, s: Settings, seed):
         image = tf.image.stateless_random_flip_left_right(image, flip_seed)
     if s.pca_noise > 0:
         image = pca_noise(image, s.pca_noise, color_seed)
-    return tf.ensure_shape(normalize(image, s.normalize), [size, size, 3])
+    return tf.ensure_shape(normalize(image, s.normalize, s.mean_rgb, s.stddev_rgb), [size, size, 3])
 
 
 def eval_preprocess(encoded, s: Settings):
@@ -565,10 +580,11 @@ def eval_preprocess(encoded, s: Settings):
     tf = _tf()
     image = resize_shorter_side(decode(encoded), s.eval_resize) / 255.0
     if s.eval_crop == "center":
-        view = normalize(center_crop(image, s.image_size), s.normalize)
+        view = normalize(center_crop(image, s.image_size), s.normalize, s.mean_rgb, s.stddev_rgb)
         return tf.ensure_shape(view, [s.image_size, s.image_size, 3])
     views = ten_crop(center_crop(image, s.eval_resize), s.image_size)
-    return tf.ensure_shape(normalize(views, s.normalize), [10, s.image_size, s.image_size, 3])
+    views = normalize(views, s.normalize, s.mean_rgb, s.stddev_rgb)
+    return tf.ensure_shape(views, [10, s.image_size, s.image_size, 3])
 
 
 # ----------------------------------------------------------------------------------------

@@ -14,13 +14,15 @@ import ml_collections
 
 from cnn_jax import cpu
 from cnn_jax.errors import ConfigError
-from cnn_jax.models import alexnet, cifar_resnet, googlenet, inception_v4, lenet, resnet, vgg
+from cnn_jax.models import alexnet, cifar_resnet, googlenet, googlenet_torchvision, inception_v4
+from cnn_jax.models import lenet, resnet, vgg
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     **lenet.MODELS,
     **alexnet.MODELS,
     **vgg.MODELS,
     **googlenet.MODELS,
+    **googlenet_torchvision.MODELS,
     **resnet.MODELS,
     **inception_v4.MODELS,
     **cifar_resnet.MODELS,

@@ -1,6 +1,12 @@
 """Inception-v4 and Inception-ResNet (Szegedy et al. 2016, "Inception-v4, Inception-ResNet and
 the Impact of Residual Connections on Learning").
 
+`inception_v4_released` and `inception_resnet_v2` are the nets Google released (TF-slim, and
+timm's ports of them, whose weights `experiments.convert` reads): their blocks concatenate
+the branches in the release's order (the pooling branch last), Inception-v4's release turns
+some 1x7 / 7x1 and 1x3 / 3x1 pairs the other way round from Figures 3, 5 and 6, and their
+BatchNorm epsilon is TF-slim's 1e-3.
+
 Each net is a layout: a sequence of named stages, each a sequence of blocks; a block is a set
 of branches written as in the paper's figures (see `inception_blocks` for the notation: "3x3/2
 V 384" is a 3x3 convolution with 384 filters, stride 2, VALID padding). Every convolution is
@@ -20,7 +26,8 @@ Residual scaling: 0.17 / 0.10 / 0.20 for the A / B / C blocks, within the paper'
 
 Parameters at 1000 classes (BN gamma and beta counted):
 
-    inception_v4               42,679,816   Figures 3-9; = timm's port of the released net
+    inception_v4               42,679,816   Figures 3-9
+    inception_v4_released      42,679,816   the released net (TF-slim), = timm's port
     inception_resnet_v1        22,756,328   Figures 7, 10-15 (no released twin)
     inception_resnet_v2        55,843,464   the released net; = timm's port
     inception_resnet_v2_paper  32,433,928   Figure 15 as drawn
@@ -109,6 +116,43 @@ REDUCTION_B = Block(  # Figure 8: 17x17x1024 -> 8x8x1536
     )
 )
 
+# ---- Inception-v4 as released (TF-slim; timm's port) ----
+# The same layers as Figures 3-9, but each block's branches in the release's order (the pooling
+# branch last) and some 1x7 / 7x1 (1x3 / 3x1) pairs in the other order.
+
+STEM_RELEASED = (
+    STEM[0],
+    STEM[1],
+    Block((("1x1 64", "3x3 V 96"), ("1x1 64", "1x7 64", "7x1 64", "3x3 V 96"))),
+    STEM[3],
+)
+INCEPTION_A_RELEASED = Block(
+    (("1x1 96",), ("1x1 64", "3x3 96"), ("1x1 64", "3x3 96", "3x3 96"), ("avg 3x3", "1x1 96"))
+)
+INCEPTION_B_RELEASED = Block(
+    (
+        ("1x1 384",),
+        ("1x1 192", "1x7 224", "7x1 256"),
+        ("1x1 192", "7x1 192", "1x7 224", "7x1 224", "1x7 256"),
+        ("avg 3x3", "1x1 128"),
+    )
+)
+INCEPTION_C_RELEASED = Block(
+    (
+        ("1x1 256",),
+        ("1x1 384", ("1x3 256", "3x1 256")),
+        ("1x1 384", "3x1 448", "1x3 512", ("1x3 256", "3x1 256")),
+        ("avg 3x3", "1x1 256"),
+    )
+)
+REDUCTION_B_RELEASED = Block(REDUCTION_B.branches[1:] + REDUCTION_B.branches[:1])
+
+
+def reduction_a_released(k: int, l: int, m: int, n: int) -> Block:
+    """Figure 7 with the max pool last, as released."""
+    return Block(((f"3x3/2 V {n}",), (f"1x1 {k}", f"3x3 {l}", f"3x3/2 V {m}"), ("max 3x3/2 V",)))
+
+
 # ---- Inception-ResNet-v1 (Figures 10-14) ----
 
 STEM_RESNET_V1 = (  # Figure 14: 299x299x3 -> 35x35x256
@@ -153,6 +197,10 @@ RESNET_V2_REDUCTION_B = Block(  # Figure 18: 17x17 -> 8x8, adds 384 + 288 + 320 
     )
 )
 
+RESNET_V2_REDUCTION_B_RELEASED = Block(  # Figure 18 with the max pool last, as released
+    RESNET_V2_REDUCTION_B.branches[1:] + RESNET_V2_REDUCTION_B.branches[:1]
+)
+
 SCALE_A, SCALE_B, SCALE_C = 0.17, 0.10, 0.20  # residual scaling, section 3.3
 
 Layout = tuple[tuple[str, tuple[Block, ...]], ...]
@@ -165,6 +213,15 @@ INCEPTION_V4: Layout = (
     ("inception_b", (INCEPTION_B,) * 7),
     ("reduction_b", (REDUCTION_B,)),
     ("inception_c", (INCEPTION_C,) * 3),
+)
+
+INCEPTION_V4_RELEASED: Layout = (
+    ("stem", STEM_RELEASED),
+    ("inception_a", (INCEPTION_A_RELEASED,) * 4),
+    ("reduction_a", (reduction_a_released(*REDUCTION_A_FILTERS["inception_v4"]),)),
+    ("inception_b", (INCEPTION_B_RELEASED,) * 7),
+    ("reduction_b", (REDUCTION_B_RELEASED,)),
+    ("inception_c", (INCEPTION_C_RELEASED,) * 3),
 )
 
 # Figure 15 with the v1 modules (5 x A, 10 x B, 5 x C).
@@ -181,9 +238,9 @@ INCEPTION_RESNET_V1: Layout = (
 INCEPTION_RESNET_V2: Layout = (
     ("stem", STEM_RESNET_V2_RELEASED),
     ("inception_resnet_a", (Block(RESNET_V2_A, SCALE_A),) * 10),
-    ("reduction_a", (reduction_a(*REDUCTION_A_FILTERS["inception_resnet_v2"]),)),
+    ("reduction_a", (reduction_a_released(*REDUCTION_A_FILTERS["inception_resnet_v2"]),)),
     ("inception_resnet_b", (Block(RESNET_V2_B, SCALE_B),) * 20),
-    ("reduction_b", (RESNET_V2_REDUCTION_B,)),
+    ("reduction_b", (RESNET_V2_REDUCTION_B_RELEASED,)),
     ("inception_resnet_c", (Block(RESNET_V2_C, SCALE_C),) * 9 + (Block(RESNET_V2_C, 1.0, False),)),
     ("conv_7b", (sequence("1x1 1536"),)),
 )
@@ -206,6 +263,7 @@ class Inception(nn.Module):
       layout: the stages, e.g. INCEPTION_V4.
       num_classes: outputs of the final linear layer.
       dropout_rate: before the linear layer (the paper keeps 0.8, i.e. drops 0.2).
+      bn_epsilon: BatchNorm's epsilon (the released nets': 1e-3).
       dtype: computation dtype; parameters and BN statistics stay float32, logits are float32.
       conv, act: the convolution module and the activation (flax's Conv and relu).
     """
@@ -213,6 +271,7 @@ class Inception(nn.Module):
     layout: Layout
     num_classes: int = 1000
     dropout_rate: float = 0.2
+    bn_epsilon: float = 1e-5
     dtype: Any = jnp.float32
     conv: layers.ModuleDef = nn.Conv
     act: Callable = nn.relu
@@ -224,7 +283,7 @@ class Inception(nn.Module):
                 f"Inception-v4 / Inception-ResNet need inputs of at least {MIN_INPUT_SIZE}x"
                 f"{MIN_INPUT_SIZE} pixels (299x299 in the paper); got {x.shape[1]}x{x.shape[2]}."
             )
-        norm = layers.batch_norm(train, self.dtype)
+        norm = layers.batch_norm(train, self.dtype, self.bn_epsilon)
         conv = functools.partial(
             inception_blocks.BasicConv, norm=norm, dtype=self.dtype, conv=self.conv, act=self.act
         )
@@ -247,6 +306,7 @@ class Inception(nn.Module):
 MODELS = {
     "inception_v4": functools.partial(Inception, INCEPTION_V4),
     "inception_resnet_v1": functools.partial(Inception, INCEPTION_RESNET_V1),
-    "inception_resnet_v2": functools.partial(Inception, INCEPTION_RESNET_V2),
+    "inception_v4_released": functools.partial(Inception, INCEPTION_V4_RELEASED, bn_epsilon=1e-3),
+    "inception_resnet_v2": functools.partial(Inception, INCEPTION_RESNET_V2, bn_epsilon=1e-3),
     "inception_resnet_v2_paper": functools.partial(Inception, INCEPTION_RESNET_V2_PAPER),
 }

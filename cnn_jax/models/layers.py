@@ -31,10 +31,11 @@ def conv(dtype: Any = jnp.float32, module: ModuleDef = nn.Conv) -> ModuleDef:
     return make
 
 
-def batch_norm(train: bool, dtype: Any = jnp.float32) -> ModuleDef:
-    """BatchNorm as in the papers' Torch/Caffe code: momentum 0.9, epsilon 1e-5."""
+def batch_norm(train: bool, dtype: Any = jnp.float32, epsilon: float = 1e-5) -> ModuleDef:
+    """BatchNorm as in the papers' Torch/Caffe code: momentum 0.9, epsilon 1e-5 (TF-slim's
+    Inception nets and torchvision's GoogLeNet use 1e-3)."""
     return functools.partial(
-        nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype
+        nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=epsilon, dtype=dtype
     )
 
 

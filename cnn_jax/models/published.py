@@ -61,6 +61,7 @@ NUMBERS: dict[str, Published] = {
     **{f"vgg{d}_bn": Published(p, None, _TORCHVISION) for d, p in
        ((11, 132_868_840), (13, 133_053_736), (16, 138_365_992), (19, 143_678_248))},
     "googlenet": Published(6.8e6, 1.5e9, _GOOGLENET),
+    "googlenet_torchvision": Published(6_624_904, None, _TORCHVISION),
     **{f"resnet{d}": Published(p, m, _RESNET) for d, p, m in (
         (18, 11_689_512, 1.8e9), (34, 21_797_672, 3.6e9), (50, 25_557_032, 3.8e9),
         (101, 44_549_160, 7.6e9), (152, 60_192_808, 11.3e9))},
@@ -71,5 +72,6 @@ NUMBERS: dict[str, Published] = {
        for kind, source in (("resnet", _CIFAR), ("plain", _CIFAR_PLAIN))},
     "cifar_resnet1202": Published(19.4e6, None, _CIFAR),
     "inception_v4": Published(42.7e6, None, "timm (Szegedy et al. 2016 give no count)"),
+    "inception_v4_released": Published(42.7e6, None, "timm"),
     "inception_resnet_v2": Published(55.8e6, None, "timm (Szegedy et al. 2016 give no count)"),
 }

@@ -152,7 +152,7 @@ def restore_state(workdir: epath.PathLike, step: int | None = None) -> tuple[nn.
     """The model, the train state at `step` (default: latest) and the config of a workdir,
     restored replicated over all present devices."""
     config = read_config(workdir)
-    model = models.from_config(config.model, catalog.num_classes(config.dataset.name))
+    model = models.from_config(config.model, catalog.num_classes(config.dataset))
     mesh = sharding.make_mesh()
     target = state_lib.abstract(
         model, optim.direction(config), config, catalog.input_shape(config), catalog.mean_shape(config), mesh

@@ -20,7 +20,26 @@ def direction(config: ml_collections.ConfigDict) -> optax.GradientTransformation
 
     sgd: momentum SGD with L2 weight decay on every parameter (He et al. 2015, section 4.2).
     rmsprop: RMSProp as in Szegedy et al. 2016 (decay 0.9, epsilon 1.0).
+    Fine-tuning: `optimizer.backbone_lr_factor` (< 1) scales the steps of every parameter
+    outside the top-level modules `optimizer.head` (e.g. ("head",)), so a pretrained backbone
+    learns slower than a new classifier.
     """
+    base = _direction(config)
+    factor = config.optimizer.get("backbone_lr_factor", 1.0)
+    if factor == 1.0:
+        return base
+    head = tuple(config.optimizer.get("head", ()))
+    if not head:
+        raise ConfigError(
+            "optimizer.backbone_lr_factor needs optimizer.head, the classifier's modules."
+        )
+    labels = lambda params: {k: jax.tree.map(lambda _: "head" if k in head else "backbone", v)
+                             for k, v in params.items()}
+    backbone = optax.chain(base, optax.scale(factor))
+    return optax.multi_transform({"head": base, "backbone": backbone}, labels)
+
+
+def _direction(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
     opt = config.optimizer
     decay = optax.add_decayed_weights(opt.weight_decay)
     if opt.name == "sgd":

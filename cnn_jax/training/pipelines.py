@@ -49,7 +49,7 @@ class InMemory:
                 f"{len(splits['train'])} training examples."
             )
         self.pixel_mean = augment.pixel_mean(splits["train"].images)
-        self.input_shape = self.pixel_mean.shape
+        self.input_shape = catalog.input_shape(config)
         self._train = in_memory.put_train(splits["train"], mesh)
         self._eval = {
             name: in_memory.put_eval(_first(splits[name], config.eval.max_examples), config.eval.batch_size, mesh)
@@ -57,11 +57,13 @@ class InMemory:
             if name in splits
         }
         self._train_steps = steps.make_train_steps(model, optimizer, config, mesh, replicas)
-        self._evaluate = steps.make_evaluate(model, mesh, replicas)
+        resize = config.augment.get("resize", 0)
+        self._evaluate = steps.make_evaluate(model, mesh, replicas, resize)
         self._diagnostics = steps.make_diagnostics(model, mesh, replicas)
         # A fixed batch of unaugmented training images for the diagnostics.
         probe = splits["train"].take(slice(0, config.train.batch_size))
-        normalized = (probe.images.astype(np.float32) / 255.0 - self.pixel_mean).astype(np.float32)
+        normalized = augment.resize(augment.normalize(probe.images, self.pixel_mean), resize)
+        normalized = np.asarray(normalized, np.float32)
         self._probe = (sharding.global_array(normalized, sharding.sharded(mesh)),
                        sharding.global_array(probe.labels, sharding.sharded(mesh)))
 

@@ -216,7 +216,7 @@ def make_train_steps(
             padding=config.augment.crop_padding,
             flip=config.augment.flip,
         )
-        return update(state, images, labels)
+        return update(state, augment.resize(images, config.augment.get("resize", 0)), labels)
 
     return TrainSteps(train_step, mesh, replicas)
 
@@ -263,13 +263,16 @@ def batch_sums(model: nn.Module, state: TrainState, images, labels, mask) -> Met
     }
 
 
-def make_evaluate(model: nn.Module, mesh: Mesh, replicas: int = 1) -> Callable[[Any, EvalSplit], Metrics]:
-    """Returns the compiled `evaluate(state, split) -> metric sums` over a whole in-memory split."""
+def make_evaluate(
+    model: nn.Module, mesh: Mesh, replicas: int = 1, resize: int = 0
+) -> Callable[[Any, EvalSplit], Metrics]:
+    """Returns the compiled `evaluate(state, split) -> metric sums` over a whole in-memory split
+    (its images resized to `resize` pixels if given)."""
 
     def evaluate(state: TrainState, split: EvalSplit) -> Metrics:
         def add_batch(sums, batch):
             images, labels, mask = batch
-            images = augment.normalize(images, state.pixel_mean)
+            images = augment.resize(augment.normalize(images, state.pixel_mean), resize)
             return jax.tree.map(jnp.add, sums, batch_sums(model, state, images, labels, mask)), None
 
         zeros = zero_sums() | {"top5_errors": jnp.zeros((), jnp.int32)}

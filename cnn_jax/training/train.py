@@ -29,7 +29,7 @@ from cnn_jax import models
 from cnn_jax.data import catalog
 from cnn_jax.errors import ConfigError, DivergedError, Interrupted
 from cnn_jax import sharding
-from cnn_jax.training import checkpoint, distributed, metrics, optim, pipelines, steps
+from cnn_jax.training import checkpoint, distributed, initialize, metrics, optim, pipelines, steps
 from cnn_jax.training import state as state_lib, workdir as workdir_lib
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ def _train(runs: list[_Run], on_metrics: metrics.MetricsCallback | None, signals
     config = runs[0].config
 
     # ----- Model and optimizer: config errors surface before any data is read ---------------
-    model = models.from_config(config.model, catalog.num_classes(config.dataset.name))
+    model = models.from_config(config.model, catalog.num_classes(config.dataset))
     optimizer = optim.direction(config)
     mesh = sharding.make_mesh()
     sharding.check_divisible("train.batch_size", config.train.batch_size, mesh)
@@ -116,9 +116,11 @@ def _train(runs: list[_Run], on_metrics: metrics.MetricsCallback | None, signals
     for run in runs:
         state = state_lib.create(model, optimizer, run.config, pipeline.pixel_mean, mesh, pipeline.input_shape)
         restored = run.ckpts.restore_latest(state)
-        if restored is not None:
+        if restored is not None:  # a resume: its own checkpoint, never `init`
             state = restored
             log.info("Resuming %s from step %d.", run.workdir, int(state.step))
+        else:
+            state = initialize.from_checkpoint(state, run.config)
         states.append(state)
     if len({int(s.step) for s in states}) > 1:
         raise ConfigError(

@@ -35,9 +35,14 @@ SAFE_TO_CHANGE = (
     "eval", "checkpoint", "dataset.data_dir", "dataset.manual_dir", "dataset.download",
 )
 
-# Fields added to the configs since runs began, with the value a config.json without them
-# had in effect: such a run resumes under a config that sets that value.
-ADDED_FIELDS = {"train.ema_decay": 0.0}
+# Fields the recipes gained after runs were started, as config.json holds them: absent from
+# an older config.json, a field reads as this value (the one that changes nothing), so such a
+# run resumes under a config that sets it.
+LATER_FIELDS = {
+    "train.ema_decay": 0.0,
+    "init.workdir": "", "init.step": -1, "init.include": [], "init.exclude": [], "init.rename": [],
+    "dataset.classes": [], "dataset.train_examples": 0,
+}
 
 
 def defines_the_run(field: str) -> bool:
@@ -53,8 +58,8 @@ def check_config(config: ml_collections.ConfigDict, workdir: epath.PathLike, all
     path = workdir / CONFIG
     if not path.exists() or not any(p.name.isdigit() for p in _children(workdir / "checkpoints")):
         return
-    old, new = (ADDED_FIELDS | _flatten(json.loads(text))
-                for text in (path.read_text(), config.to_json_best_effort()))
+    old, new = _flatten(json.loads(path.read_text())), _flatten(json.loads(config.to_json_best_effort()))
+    old, new = LATER_FIELDS | old, LATER_FIELDS | new
     differing = [k for k in sorted(old.keys() | new.keys()) if old.get(k, "(absent)") != new.get(k, "(absent)")]
     defining = [k for k in differing if defines_the_run(k)]
     field = (defining or differing or [None])[0]

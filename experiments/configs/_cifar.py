@@ -17,6 +17,7 @@ import ml_collections
 
 from cnn_jax.errors import ConfigError
 from cnn_jax.models import cifar_resnet
+from cnn_jax.training import initialize
 from experiments.configs._optimizer import he_sgd
 
 ARGS = ("smoke",)
@@ -51,6 +52,8 @@ def get_config(model_name: str, arg: str | None = None) -> ml_collections.Config
     config.dataset.data_dir = ""  # tfds: its data_dir ("" = tfds's default); files: the folder
     config.dataset.download = True  # tfds only: download and prepare if missing
     config.dataset.val_split = 0  # training examples held out for validation (paper: 5000)
+    config.dataset.classes = ()  # the labels kept, renumbered 0, 1, ... (empty = all)
+    config.dataset.train_examples = 0  # the first N training examples only (0 = all)
 
     config.augment = ml_collections.ConfigDict()
     config.augment.crop_padding = 4
@@ -76,6 +79,8 @@ def get_config(model_name: str, arg: str | None = None) -> ml_collections.Config
     config.eval.every_steps = 1_000
     config.eval.batch_size = 1_000
     config.eval.max_examples = 0  # 0 = the whole split
+
+    config.init = initialize.section()  # start from another run's checkpoint (see there)
 
     config.checkpoint = ml_collections.ConfigDict()
     config.checkpoint.every_steps = 4_000

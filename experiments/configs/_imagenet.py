@@ -18,6 +18,7 @@ Arguments (`--config=NAME:ARG`):
 import ml_collections
 
 from cnn_jax.errors import ConfigError
+from cnn_jax.training import initialize
 from experiments.configs._optimizer import he_sgd
 
 ARGS = ("smoke",)
@@ -73,6 +74,8 @@ def base(model_name: str, arg: str | None) -> ml_collections.ConfigDict:
     config.eval.resize = 256  # shorter side before cropping
     config.eval.max_examples = 0  # 0 = all 50,000 validation images
 
+    config.init = initialize.section()  # start from another run's checkpoint (see there)
+
     config.checkpoint = ml_collections.ConfigDict()
     config.checkpoint.every_steps = EPOCH
     config.checkpoint.keep = 3
@@ -119,6 +122,12 @@ def alexnet(arg: str | None = None) -> ml_collections.ConfigDict:
     return smoke(config) if arg == "smoke" else config
 
 
+# Section 3.1: the deeper nets start from "the first four convolutional layers and the last three
+# fully-connected layers" of net A; A's conv1_1, conv2_1, conv3_1 and conv3_2 fit the layers of
+# the same names in B-E, whose other layers start at random.
+VGG_FROM_A = ("conv1_1", "conv2_1", "conv3_1", "conv3_2", "fc6", "fc7", "fc8")
+
+
 def vgg(
     model_name: str,
     arg: str | None = None,
@@ -130,11 +139,14 @@ def vgg(
     from `scale_range` (scale jittering over [256, 512], or a fixed S = 256), random 224 crops,
     flips, RGB shift. Weights from Glorot initialization (found after submission to train every
     net from scratch) or, for net A, "gaussian" N(0, 0.01^2); biases zero. Inputs are 0-255
-    pixels minus the training set's mean RGB value (section 2.1). Tested here at Q = 256 on the
-    centre crop; `experiments.evaluate --protocol=dense|multi_crop` runs the paper's dense and
-    multi-crop evaluation (section 3.2)."""
+    pixels minus the training set's mean RGB value (section 2.1). Nets deeper than A copy
+    `VGG_FROM_A` from the run `init.workdir` names, if one is given. Tested here at Q = 256 on
+    the centre crop; `experiments.evaluate --protocol=dense|multi_crop` runs the paper's dense
+    and multi-crop evaluation (section 3.2)."""
     config = base(model_name, arg)
     config.model.initialization = initialization
+    if model_name not in ("vgg11", "vgg_a", "vgg_a_lrn"):
+        config.init.include = VGG_FROM_A
     config.augment.name, config.augment.scale_range = "vgg", scale_range
     config.augment.normalize = "subtract_mean"
     config.train.steps = 370_000

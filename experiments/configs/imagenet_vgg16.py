@@ -1,6 +1,12 @@
-"""VGG-16, configuration D (Simonyan & Zisserman 2014) on ImageNet.
+"""VGG-16, configuration D (Simonyan & Zisserman 2014) on ImageNet, started from net A.
 
-    python -m experiments.train --config=imagenet_vgg16 --config.dataset.manual_dir=DIR
+    python -m experiments.train --config=imagenet_vgg_a --config.dataset.manual_dir=DIR
+    python -m experiments.train --config=imagenet_vgg16 \
+        --config.init.workdir=runs/imagenet_vgg_a --config.dataset.manual_dir=DIR
+
+As in section 3.1, A's first four convolutional layers and its three FC layers initialise
+D's layers of the same names (`_imagenet.VGG_FROM_A`); without `init.workdir` D starts from
+Glorot initialization, which the paper found to work as well.
 
 Paper: 27.0% / 8.8% top-1 / top-5 trained at S = 256; 25.6% / 8.1% with scale jittering
 [256, 512] tested at Q = 384 (Table 3). Weights from Glorot initialization, with which the

@@ -1,0 +1,131 @@
+r"""Convert torchvision / timm weights into a workdir that every command reads like a run's.
+
+    python -m experiments.convert --model=resnet50 --weights=resnet50.safetensors \
+        --workdir=runs/converted/resnet50
+    python -m experiments.evaluate --workdir=runs/converted/resnet50 \
+        --config.dataset.manual_dir=DIR   # (or with the imagenet2012 tfds data prepared)
+
+`--model` is the zoo's name (`python -m experiments.convert --model=help` lists them with
+their PyTorch twins). The workdir receives `checkpoints/0` (orbax: the train state at step 0,
+with the converted params and BatchNorm statistics) and `config.json`: the model with the
+attributes the weights need, its data set (imagenet2012, 1000 classes) and the input
+preprocessing the weights expect (`augment.mean_rgb` / `augment.stddev_rgb`, the crop size
+`augment.image_size` and the shorter side `eval.resize`). `cnn_jax.training.checkpoint.load`
+returns the model and its variables; `init.workdir=DIR` starts a training run from them.
+
+The weights are the user's to download, e.g. on a machine with the network:
+
+    import torchvision, safetensors.torch
+    net = torchvision.models.resnet50(weights="IMAGENET1K_V1")
+    safetensors.torch.save_file(net.state_dict(), "resnet50.safetensors")
+    # timm: timm.create_model("inception_v4", pretrained=True).state_dict()
+
+A `.pth` / `.pt` file works too (read with torch.load(weights_only=True)); `.safetensors`
+needs no torch. This command never downloads anything.
+"""
+
+import hashlib
+import json
+import pathlib
+
+from absl import app, flags
+
+from experiments import cli
+
+_MODEL = flags.DEFINE_string("model", None, "The zoo's name of the net (help: list them).",
+                             required=True)
+_WEIGHTS = flags.DEFINE_string("weights", None, "A .safetensors or .pth/.pt state dict.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Where the checkpoint and config.json go.")
+_DATASET = flags.DEFINE_string("dataset", "imagenet2012", "The data set the head's classes are "
+                               "(imagenet2012: 1000, imagenette: 10).")
+
+
+def converted_config(model: str, weights: pathlib.Path, dataset: str):
+    """The config.json of a converted checkpoint: the ImageNet recipe's fields, the model with
+    the attributes the weights need, and the preprocessing they expect."""
+    from cnn_jax.weights import convert
+    from experiments.configs import _imagenet
+
+    twin = convert.source(model)
+    config = _imagenet.base(model, None)
+    config.name = f"converted_{model}"
+    config.dataset.name = dataset
+    config.model.update(twin.overrides)
+    config.model.dtype = "float32"
+    prep = twin.preprocessing
+    config.augment.image_size = prep["image_size"]
+    config.augment.mean_rgb = prep["mean_rgb"]
+    config.augment.stddev_rgb = prep["stddev_rgb"]
+    config.augment.scale_range = (prep["resize"], prep["resize"])
+    config.eval.resize = prep["resize"]
+    config.train.steps = 0
+    config.converted = {"library": twin.library, "name": twin.name,
+                        "weights": str(weights.absolute()), "sha256": _sha256(weights)}
+    return config
+
+
+def write(model: str, weights: str | pathlib.Path, workdir: str | pathlib.Path,
+          dataset: str = "imagenet2012") -> None:
+    """Converts `weights` for zoo net `model` into `workdir` (see the module docstring)."""
+    import jax
+    from etils import epath
+
+    from cnn_jax.errors import WorkdirError
+    from cnn_jax import sharding
+    from cnn_jax.data import catalog
+    from cnn_jax.training import checkpoint, optim, state as state_lib
+    from cnn_jax.training import workdir as workdir_lib
+    from cnn_jax.weights import convert, files
+
+    weights, workdir = pathlib.Path(weights), epath.Path(workdir)
+    tensors = files.read_state_dict(weights)
+    config = converted_config(model, weights, dataset)
+    num_classes = catalog.num_classes(config.dataset)
+    variables = convert.convert(model, tensors, num_classes)
+    if (workdir / "checkpoints").exists():
+        raise WorkdirError(f"{workdir} already holds checkpoints; convert into a new --workdir.")
+    with workdir_lib.lock(workdir):
+        net = convert.create_model(model, num_classes)
+        optimizer = optim.direction(config)
+        mesh = sharding.make_mesh()
+        state = state_lib.abstract(net, optimizer, config, catalog.input_shape(config),
+                                   catalog.mean_shape(config), mesh)
+        replicated = sharding.replicated(mesh)
+        zeros = jax.jit(lambda: jax.tree.map(lambda s: jax.numpy.zeros(s.shape, s.dtype), state),
+                        out_shardings=replicated)()  # step 0, zero momentum and pixel mean
+        put = lambda tree: jax.tree.map(lambda x: jax.device_put(x, replicated), tree)
+        filled = zeros.replace(params=put(variables["params"]),
+                               batch_stats=put(variables.get("batch_stats", {})))
+        ckpts = checkpoint.Checkpoints(workdir / "checkpoints", keep=config.checkpoint.keep)
+        workdir_lib.write_atomically(workdir / workdir_lib.CONFIG,
+                                     config.to_json_best_effort(indent=2) + "\n")
+        ckpts.save(filled)
+        ckpts.close()
+
+
+def _sha256(path: pathlib.Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    from cnn_jax.weights import convert
+
+    if _MODEL.value == "help":
+        for name in convert.names():
+            print(f"{name}: {convert.source(name).library} {convert.source(name).name}")
+        return
+    convert.source(_MODEL.value)  # an unknown name fails before the file is read
+    if not _WEIGHTS.value or not _WORKDIR.value:
+        raise app.UsageError("--weights and --workdir are required.")
+    write(_MODEL.value, _WEIGHTS.value, _WORKDIR.value, _DATASET.value)
+    print(json.dumps({"model": _MODEL.value, "workdir": _WORKDIR.value}))
+
+
+if __name__ == "__main__":
+    cli.run(main)
