@@ -77,7 +77,11 @@ def add_shortcut(block: nn.Module, branch: jnp.ndarray, shortcut: jnp.ndarray) -
 
 
 class BasicBlock(nn.Module):
-    """Two 3x3 convolutions with BN; the shortcut (if residual) joins before the last ReLU."""
+    """Two 3x3 convolutions with BN; the shortcut (if residual) joins before the last ReLU.
+
+    `keep` (lesion studies, Veit et al. 2016) scales the block: 0 deletes it, leaving a
+    residual block's shortcut, or the identity in a plain block of unchanged shape.
+    """
 
     filters: int
     strides: int
@@ -87,14 +91,19 @@ class BasicBlock(nn.Module):
     norm: layers.ModuleDef
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    def __call__(self, x: jnp.ndarray, keep: jnp.ndarray | None = None) -> jnp.ndarray:
         y = self.conv(self.filters, (3, 3), strides=self.strides)(x)
         y = nn.relu(self.norm()(y))
         y = self.conv(self.filters, (3, 3))(y)
         y = self.norm()(y)
         if self.residual:
+            y = y if keep is None else keep.astype(y.dtype) * y
             y = add_shortcut(self, y, Shortcut(self.filters, self.strides, self.shortcut, self.conv, self.norm)(x))
-        return layers.stored_relu(y)
+            return layers.stored_relu(y)
+        y = layers.stored_relu(y)
+        if keep is None or y.shape != x.shape:
+            return y
+        return keep.astype(y.dtype) * y + (1 - keep.astype(y.dtype)) * x
 
 
 class RepeatedBlock(nn.Module):
@@ -103,8 +112,8 @@ class RepeatedBlock(nn.Module):
     block: functools.partial
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray, _: None) -> tuple[jnp.ndarray, None]:
-        return self.block(name="block")(x), None
+    def __call__(self, x: jnp.ndarray, keep: jnp.ndarray | None) -> tuple[jnp.ndarray, None]:
+        return self.block(name="block")(x, keep), None
 
 
 class CifarResNet(nn.Module):
@@ -140,7 +149,8 @@ class CifarResNet(nn.Module):
         super().__post_init__()
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+    def __call__(self, x: jnp.ndarray, train: bool = False, keep: jnp.ndarray | None = None) -> jnp.ndarray:
+        """`keep`: None, or one multiplier per block in network order (see BasicBlock)."""
         conv = layers.conv(self.dtype)
         norm = layers.batch_norm(train, self.dtype)
         n = blocks_per_stage(self.depth)
@@ -157,7 +167,8 @@ class CifarResNet(nn.Module):
                 conv=conv,
                 norm=norm,
             )
-            x = block(strides=strides, name=f"stage{stage + 1}_block1")(x)
+            keeps = [None] * n if keep is None else keep[stage * n:(stage + 1) * n]
+            x = block(strides=strides, name=f"stage{stage + 1}_block1")(x, keeps[0])
             if self.scan and n > 1:
                 repeated = nn.remat(RepeatedBlock) if self.remat else RepeatedBlock
                 blocks = nn.scan(
@@ -166,10 +177,11 @@ class CifarResNet(nn.Module):
                     split_rngs={"params": True},
                     length=n - 1,
                 )
-                x, _ = blocks(functools.partial(block, strides=1), name=f"stage{stage + 1}_blocks")(x, None)
+                rest = None if keep is None else keeps[1:]
+                x, _ = blocks(functools.partial(block, strides=1), name=f"stage{stage + 1}_blocks")(x, rest)
                 continue
             for i in range(2, n + 1):
-                x = block(strides=1, name=f"stage{stage + 1}_block{i}")(x)
+                x = block(strides=1, name=f"stage{stage + 1}_block{i}")(x, keeps[i - 1])
         x = jnp.mean(x, axis=(1, 2))
         return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x).astype(jnp.float32)
 
