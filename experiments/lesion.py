@@ -16,18 +16,13 @@ import logging
 
 from absl import app, flags
 
-from experiments import cli
+from experiments import analysed_runs, cli
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A training workdir of a cifar_* net.")
-_SWEEP_DIR = flags.DEFINE_string("sweep_dir", None, "A sweep directory: every finished run in it.")
-_NETS = flags.DEFINE_list("nets", None, "With --sweep_dir: only these nets (e.g. cifar_resnet56).")
-_STEP = flags.DEFINE_integer("step", None, "The checkpoint's step (default: the latest).")
 _DRAWS = flags.DEFINE_integer("draws", 3, "Random sets of blocks deleted per k.")
 _MAX_DELETED = flags.DEFINE_integer("max_deleted", 0, "Largest k of the k-curve (0: every deletable block).")
 _SWAPS = flags.DEFINE_bool("swaps", False, "Also swap each pair of adjacent blocks of one shape.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the random sets of blocks.")
 _CHUNK = flags.DEFINE_integer("chunk", 8, "Lesions per compiled call (progress is logged per call).")
-_PARALLEL = flags.DEFINE_integer("parallel", 1, "Lesions vmapped at once (more on a large accelerator).")
 
 log = logging.getLogger("experiments.lesion")
 
@@ -40,16 +35,14 @@ def main(argv: list[str]) -> None:
     from cnn_jax.analysis import figures, lesion, trained
     from cnn_jax.errors import ConfigError
 
-    for name, flag in (("draws", _DRAWS), ("chunk", _CHUNK), ("parallel", _PARALLEL)):
-        if flag.value < 1:
-            raise ConfigError(f"--{name} must be at least 1, got {flag.value}.")
+    trained.require_positive(draws=_DRAWS.value, chunk=_CHUNK.value, parallel=analysed_runs.PARALLEL.value)
     if _MAX_DELETED.value < 0:
         raise ConfigError(f"--max_deleted must be 0 (all) or more, got {_MAX_DELETED.value}.")
     records = []
-    for workdir in trained.workdirs(_WORKDIR.value, _SWEEP_DIR.value, _NETS.value):
-        net = trained.restore(workdir, _STEP.value)
+    for workdir in analysed_runs.workdirs():
+        net = trained.restore(workdir, analysed_runs.STEP.value)
         record = lesion.study(net, _DRAWS.value, _MAX_DELETED.value or None, _SWAPS.value, _SEED.value,
-                              _CHUNK.value, _PARALLEL.value)
+                              _CHUNK.value, analysed_runs.PARALLEL.value)
         (workdir / "lesion.json").write_text(json.dumps(record, indent=1) + "\n")
         figures.lesion([record], workdir / "lesion.png")
         increase = lesion.single_block_increase(record)
@@ -59,8 +52,8 @@ def main(argv: list[str]) -> None:
         records.append(record)
         print(json.dumps({"workdir": str(workdir), "baseline_error": record["baseline_error"],
                           "single_block_increase": increase, "timing": record["timing"]}))
-    if _SWEEP_DIR.value:
-        path = epath.Path(_SWEEP_DIR.value) / "lesion.png"
+    if analysed_runs.SWEEP_DIR.value:
+        path = epath.Path(analysed_runs.SWEEP_DIR.value) / "lesion.png"
         figures.lesion(_side_by_side(records), path)
         log.info("Wrote %s", path)
 

@@ -1,8 +1,5 @@
 """The lesion study: blocks deleted at test time through the models' `keep` masks."""
 
-import json
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +10,6 @@ from cnn_jax import models
 from cnn_jax.analysis import lesion, trained
 from cnn_jax.models import cifar_resnet
 from cnn_jax.training import evaluation, train
-from tests.conftest import ROOT
 from tests.test_train import idx_config, idx_dir  # noqa: F401 (fixture)
 
 

@@ -12,6 +12,7 @@ mapped over `keep` masks (`CifarResNet.__call__`).
 """
 
 import functools
+import itertools
 from typing import Any
 
 import jax
@@ -42,7 +43,7 @@ def swap_pairs(net: TrainedNet) -> list[tuple[str, str]]:
     """Adjacent blocks of one stage with the same input and output shapes (every pair but
     those with the first block of a stage that halves the map size)."""
     blocks, keeps_shape = net.blocks, net.keeps_shape
-    return [(a, b) for i, (a, b) in enumerate(zip(blocks, blocks[1:]))
+    return [(a, b) for i, (a, b) in enumerate(itertools.pairwise(blocks))
             if a.split("_")[0] == b.split("_")[0] and keeps_shape[i]]
 
 

@@ -122,7 +122,7 @@ def map_variants(evaluate: Callable[[Any, Any], steps.Metrics], variants: Any, s
     chunk = max(1, min(chunk, count))
     padded = -(-count // chunk) * chunk
     variants = jax.tree.map(lambda x: np.concatenate([x, np.repeat(x[-1:], padded - count, 0)]), variants)
-    batches = [jax.tree.map(lambda x: x[i:i + chunk], variants) for i in range(0, padded, chunk)]
+    batches = [jax.tree.map(lambda x, i=i: x[i:i + chunk], variants) for i in range(0, padded, chunk)]
 
     def run(batch, shared):
         return jax.lax.map(lambda v: evaluate(v, shared), batch, batch_size=max(1, min(parallel, chunk)))
@@ -142,6 +142,13 @@ def map_variants(evaluate: Callable[[Any, Any], steps.Metrics], variants: Any, s
     counts = np.maximum(sums["count"], 1)
     return Evaluated(sums["loss"] / counts, 100.0 * sums["errors"] / counts, compile_s, seconds,
                      images / seconds)
+
+
+def require_positive(**values: int) -> None:
+    """A ConfigError naming the first of the command-line values that is below 1."""
+    for name, value in values.items():
+        if value < 1:
+            raise ConfigError(f"--{name} must be at least 1, got {value}.")
 
 
 def workdirs(workdir: str | None, sweep_dir: str | None, nets: list[str] | None = None) -> list[epath.Path]:
