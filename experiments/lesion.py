@@ -22,6 +22,7 @@ _DRAWS = flags.DEFINE_integer("draws", 3, "Random sets of blocks deleted per k."
 _MAX_DELETED = flags.DEFINE_integer("max_deleted", 0, "Largest k of the k-curve (0: every deletable block).")
 _SWAPS = flags.DEFINE_bool("swaps", False, "Also swap each pair of adjacent blocks of one shape.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the random sets of blocks.")
+_EXAMPLES = flags.DEFINE_integer("examples", 0, "Test images (0: those the run's training evaluated).")
 _CHUNK = flags.DEFINE_integer("chunk", 8, "Lesions per compiled call (progress is logged per call).")
 
 log = logging.getLogger("experiments.lesion")
@@ -36,13 +37,14 @@ def main(argv: list[str]) -> None:
     from cnn_jax.errors import ConfigError
 
     trained.require_positive(draws=_DRAWS.value, chunk=_CHUNK.value, parallel=analysed_runs.PARALLEL.value)
-    if _MAX_DELETED.value < 0:
-        raise ConfigError(f"--max_deleted must be 0 (all) or more, got {_MAX_DELETED.value}.")
+    for name, flag in (("max_deleted", _MAX_DELETED), ("examples", _EXAMPLES)):
+        if flag.value < 0:
+            raise ConfigError(f"--{name} must be 0 (all) or more, got {flag.value}.")
     records = []
     for workdir in analysed_runs.workdirs():
         net = trained.restore(workdir, analysed_runs.STEP.value)
         record = lesion.study(net, _DRAWS.value, _MAX_DELETED.value or None, _SWAPS.value, _SEED.value,
-                              _CHUNK.value, analysed_runs.PARALLEL.value)
+                              _CHUNK.value, analysed_runs.PARALLEL.value, _EXAMPLES.value)
         (workdir / "lesion.json").write_text(json.dumps(record, indent=1) + "\n")
         figures.lesion([record], workdir / "lesion.png")
         increase = lesion.single_block_increase(record)
@@ -54,19 +56,8 @@ def main(argv: list[str]) -> None:
                           "single_block_increase": increase, "timing": record["timing"]}))
     if analysed_runs.SWEEP_DIR.value:
         path = epath.Path(analysed_runs.SWEEP_DIR.value) / "lesion.png"
-        figures.lesion(_side_by_side(records), path)
+        figures.lesion(lesion.one_per_net(records), path)
         log.info("Wrote %s", path)
-
-
-def _side_by_side(records: list[dict]) -> list[dict]:
-    """One record per net (the lowest seed), by depth, plain before ResNet."""
-    from cnn_jax.report import runs
-
-    first = {}
-    for record in sorted(records, key=lambda r: r["seed"]):
-        first.setdefault(record["net"], record)
-    order = lambda net: (runs.net_info(net) or ("", 0))[::-1]
-    return [first[net] for net in sorted(first, key=order)]
 
 
 if __name__ == "__main__":

@@ -54,15 +54,16 @@ def swapped(variables: dict[str, Any], pair: tuple[str, str]) -> dict[str, Any]:
 
 
 def study(net: TrainedNet, draws: int = 3, max_deleted: int | None = None, swaps: bool = False,
-          seed: int = 0, chunk: int = 8, parallel: int = 1) -> dict[str, Any]:
-    """The lesion study of `net` on its test split (eval.max_examples of it, as in training).
+          seed: int = 0, chunk: int = 8, parallel: int = 1, examples: int = 0) -> dict[str, Any]:
+    """The lesion study of `net` on the first `examples` test images (0: the test images its
+    training evaluated, eval.max_examples of them).
 
     Returns the JSON record: baseline_error, blocks (each with its error when deleted alone,
     null where it cannot be), k_curve (errors of `draws` random sets of k deleted blocks, k up
     to `max_deleted`, default all deletable blocks), swaps if asked, and the timing.
     """
     config = net.config
-    split = trained.put_split(net, "test", config.eval.max_examples, config.eval.batch_size)
+    split = trained.put_split(net, "test", examples or config.eval.max_examples, config.eval.batch_size)
     deletable = net.deletable
     ks = list(range(1, (max_deleted or int(deletable.sum())) + 1))
     ks = [k for k in ks if k <= deletable.sum()]
@@ -121,6 +122,16 @@ def single_block_increase(record: dict[str, Any]) -> float:
     """Mean rise of the test error, in points, over the deletable blocks deleted alone."""
     errors = [b["error"] for b in record["blocks"] if b["error"] is not None]
     return float(np.mean(errors) - record["baseline_error"]) if errors else float("nan")
+
+
+def one_per_net(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The record of each net's lowest seed, by depth, plain before ResNet (side by side)."""
+    from cnn_jax.report import runs
+
+    first: dict[str, dict[str, Any]] = {}
+    for record in sorted(records, key=lambda r: r["seed"]):
+        first.setdefault(record["net"], record)
+    return [first[net] for net in sorted(first, key=lambda net: (runs.net_info(net) or ("", 0))[::-1])]
 
 
 def _timing(result: trained.Evaluated, lesions: int) -> dict[str, float]:
