@@ -229,7 +229,7 @@ def write_lesion(workdir: pathlib.Path, net: str, baseline: float, rise: float) 
     blocks = [{"block": f"stage{s}_block{i}", "error": None if plain and s > 1 and i == 1 else baseline + rise}
               for s in (1, 2, 3) for i in range(1, 10)]
     k_curve = [{"deleted": k, "errors": [min(90.0, baseline + rise * k)] * 2} for k in range(1, 26)]
-    record = {"net": net, "seed": 0, "baseline_error": baseline, "blocks": blocks, "k_curve": k_curve, "draws": 2}
+    record = {"net": net, "seed": 0, "examples": 10_000, "baseline_error": baseline, "blocks": blocks, "k_curve": k_curve, "draws": 2}
     (workdir / "lesion.json").write_text(json.dumps(record))
 
 
@@ -253,7 +253,8 @@ def test_lesion_studies_and_landscapes_of_the_runs_are_drawn_and_described(tmp_p
     assert_png(directory / "lesion.png") and assert_png(directory / "landscape.png")
     text = read_report(directory)
     assert "Deleting one block of plain-56 raises its test error by 60.0 points on average" in text
-    assert "Deleting one block of ResNet-56 raises its test error by 0.5 points on average" in text
+    assert "Deleting one block of ResNet-56 raises its test error by 0.5 points on average (from " \
+           "10.0% on 10000 test images" in text
     assert "Loss landscape of ResNet-56 (seed 0, 11x11 grid, span 1, 512 training images): loss 0.100 " \
            "at the solution" in text and "0% of the grid curving downward" in text
     plain = next(line for line in text.splitlines() if line.startswith("- Loss landscape of plain-56"))

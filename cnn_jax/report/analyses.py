@@ -54,7 +54,8 @@ def lines(sweep: Sweep) -> list[str]:
         half = [_k_error(r, len([b for b in r["blocks"] if b["error"] is not None]) // 2) for r in records]
         out.append(
             f"Deleting one block of {runs_lib.label(net)} raises its test error by "
-            f"{np.mean(rises):.1f} points on average (from {np.mean([r['baseline_error'] for r in records]):.1f}%; "
+            f"{np.mean(rises):.1f} points on average (from {np.mean([r['baseline_error'] for r in records]):.1f}% "
+            f"on {records[0].get('examples', '?')} test images; "
             f"worst: {worst['block']}, {worst['error']:.1f}%); deleting half its deletable blocks "
             f"at random gives {np.nanmean(half):.1f}% ({len(records)} seed(s))."
         )
