@@ -88,7 +88,8 @@ def prepare(
     from cnn_jax.data.datasets import Split
     from cnn_jax.models import summary
     from cnn_jax.native import onednn
-    from cnn_jax.training import optim, sharding, state as state_lib, steps as steps_lib
+    from cnn_jax import sharding
+    from cnn_jax.training import optim, state as state_lib, steps as steps_lib
 
     config = benchmark_config(model_name, batch_size, dtype, scan, width)
     shape = models.input_shape(model_name, image_size)
@@ -138,11 +139,11 @@ def prepare_inference(
     evaluation over `steps` batches of random images (compiled once per number of steps)."""
     import jax
 
-    from cnn_jax import models
+    from cnn_jax import models, sharding
     from cnn_jax.data import in_memory
     from cnn_jax.data.datasets import Split
     from cnn_jax.models import summary
-    from cnn_jax.training import optim, sharding, state as state_lib, steps as steps_lib
+    from cnn_jax.training import optim, state as state_lib, steps as steps_lib
 
     config = benchmark_config(model_name, batch_size, dtype, scan, width)
     shape = models.input_shape(model_name, image_size)

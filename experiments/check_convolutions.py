@@ -3,7 +3,7 @@ gradient and weight gradient, each call repeated.
 
     python -m experiments.check_convolutions [--repeats=10] [--models=cifar_resnet20,resnet50]
 
-The CPU path (`cnn_jax.models.cpu_conv`) hands convolutions to oneDNN, whose kernels differ by
+The CPU path (`cnn_jax.cpu.conv`) hands convolutions to oneDNN, whose kernels differ by
 shape, instruction set and thread count; run this on a new machine before trusting it. The
 convolutions are read off the jaxprs of the training forward pass of every model in
 `cnn_jax.models.names()`: the CIFAR nets at the batch sizes and widths of their recipes, of the
@@ -79,7 +79,8 @@ def cifar_convolutions(name: str) -> set:
 def _cifar_family(kind: str) -> frozenset:
     found = set()
     for (width, batch, eval_batch, channels), shortcut in itertools.product(CIFAR_RUNS, "ABC"):
-        model = models.create(f"cifar_{kind}20", width=width, shortcut=shortcut)
+        name = f"cifar_{kind}20"
+        model = models.create(name, width=width, shortcut=shortcut, **models.cpu_ops(name))
         found |= model_convolutions(model, (32, 32, channels), batch)
         found |= model_convolutions(model, (32, 32, channels), eval_batch, gradients=False)
     return frozenset(found)
@@ -88,7 +89,8 @@ def _cifar_family(kind: str) -> frozenset:
 def imagenet_convolutions(name: str) -> set:
     """An ImageNet net's convolutions at its native size (batch 2) and, where it has a recipe,
     at its smoke config's image size and batches."""
-    found = model_convolutions(models.create(name), models.input_shape(name), IMAGENET_BATCH)
+    model = models.create(name, **models.cpu_ops(name))
+    found = model_convolutions(model, models.input_shape(name), IMAGENET_BATCH)
     recipe = f"imagenet_{name}"
     if recipe in configs.names():
         smoke = configs.get_config(f"{recipe}:smoke")

@@ -27,9 +27,9 @@ def run(main: Callable[[list[str]], None]) -> None:
     1; Ctrl-C before training has started (afterwards it saves and stops) exits with 130."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # TF only decodes images here
-    from cnn_jax.models import canonical_conv
+    from cnn_jax.cpu import xla_flags
 
-    canonical_conv.use_eigen_convolutions_on_cpu()
+    xla_flags.use_eigen_convolutions_on_cpu()
     from cnn_jax.errors import Interrupted, UserError
 
     try:

@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnn_jax import models
+from cnn_jax import cpu, models
 from cnn_jax.errors import ConfigError
-from cnn_jax.models import cifar_resnet, layers
+from cnn_jax.models import cifar_resnet, layers, residual
 
 # Table 6, recomputed from the layer specs with option A shortcuts (BN gamma/beta counted).
 RESNET_PARAMS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962, 1202: 19_421_274}
@@ -73,7 +73,7 @@ def test_width_scales_every_stage():
 
 def test_option_a_shortcut_subsamples_and_zero_pads():
     x = jax.random.normal(jax.random.key(0), (2, 8, 8, 4))
-    shortcut = cifar_resnet.Shortcut(filters=8, strides=2, option="A", conv=None, norm=None)
+    shortcut = residual.Shortcut(filters=8, strides=2, option="A", conv=None, norm=None)
     y = shortcut.apply({}, x)
     assert y.shape == (2, 4, 4, 8)
     np.testing.assert_array_equal(y[..., :4], x[:, ::2, ::2, :])
@@ -146,12 +146,10 @@ def test_remat_changes_memory_not_numbers():
 
 
 def test_stored_relu_is_relu_with_its_gradient_and_keeps_nan():
-    from cnn_jax.models import layers
-
     x = jnp.array([-2.0, -0.5, 0.0, 0.5, 3.0])
-    np.testing.assert_array_equal(layers.stored_relu(x), jax.nn.relu(x))
-    np.testing.assert_array_equal(jax.grad(lambda x: layers.stored_relu(x).sum())(x), jax.grad(lambda x: jax.nn.relu(x).sum())(x))
-    assert np.isnan(layers.stored_relu(jnp.array([jnp.nan]))[0])  # a diverged run stays visibly diverged
+    np.testing.assert_array_equal(cpu.stored_relu(x), jax.nn.relu(x))
+    np.testing.assert_array_equal(jax.grad(lambda x: cpu.stored_relu(x).sum())(x), jax.grad(lambda x: jax.nn.relu(x).sum())(x))
+    assert np.isnan(cpu.stored_relu(jnp.array([jnp.nan]))[0])  # a diverged run stays visibly diverged
 
 
 def test_block_outputs_are_stored_once_not_recomputed_in_every_consumer():
@@ -160,7 +158,7 @@ def test_block_outputs_are_stored_once_not_recomputed_in_every_consumer():
     train step's fusions read a few stage-1 activations at most, not one per block (7 here)."""
     import re
 
-    model = models.create("cifar_resnet44", width=4)
+    model = models.create("cifar_resnet44", width=4, **models.cpu_ops("cifar_resnet44"))
     x = jnp.zeros((8, 32, 32, 3))
     variables = model.init(jax.random.key(0), x)
 
@@ -191,10 +189,10 @@ def test_stride_2_branch_is_centred_where_its_shortcut_is(option):
     ones = lambda tree: jax.tree_util.tree_map_with_path(  # kernels and BN scales 1, biases 0
         lambda path, leaf: leaf * 0 if path[-1].key == "bias" else jnp.ones_like(leaf), tree
     )
-    branch = cifar_resnet.BasicBlock(8, 2, residual=False, shortcut=option, conv=conv, norm=norm)
+    branch = residual.BasicBlock(8, 2, residual=False, shortcut=option, conv=conv, norm=norm)
     variables = branch.init(jax.random.key(0), x)
     branch_out = branch.apply({**variables, "params": ones(variables["params"])}, x)
-    shortcut = cifar_resnet.Shortcut(8, 2, option, conv, norm)
+    shortcut = residual.Shortcut(8, 2, option, conv, norm)
     variables = shortcut.init(jax.random.key(0), x)
     shortcut_out = shortcut.apply({**variables, "params": ones(variables.get("params", {}))}, x)
     np.testing.assert_allclose(_centre_of_mass(shortcut_out), [5.0, 5.0], atol=1e-6)

@@ -59,24 +59,26 @@ def test_ctrl_c_saves_a_checkpoint_and_the_same_command_resumes(tmp_path, fashio
             "--config.train.log_every_steps=5", "--config.dataset.name=fashion_mnist",
             "--config.dataset.source=files", f"--config.dataset.data_dir={fashion_mnist_dir}",
             f"--workdir={tmp_path}"]
-    process = degradation(*args)
+    # A run that cannot finish before the signal, sent once its first metrics row is written.
+    process = degradation(*args, "--config.train.steps=1000000")
     deadline = time.time() + 240
-    while time.time() < deadline and not (tmp_path / "metrics.jsonl").exists():
+    while time.time() < deadline and not metrics.read_metrics(tmp_path):
         time.sleep(0.2)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert "Stopped at step" in stderr and "Traceback" not in stderr
     saved = checkpoint.Checkpoints(tmp_path / "checkpoints").latest_step()
-    assert 0 < saved < 100
+    assert 0 < saved < 1000000
 
-    process = degradation(*args)
+    finish = [*args, f"--config.train.steps={saved + 10}", "--allow_config_change"]
+    process = degradation(*finish)
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 0, stderr
     assert f"Resuming {tmp_path} from step {saved}" in stderr
-    assert metrics.read_metrics(tmp_path)[-1]["step"] == 100
+    assert metrics.read_metrics(tmp_path)[-1]["step"] == saved + 10
 
-    process = degradation(*args)
+    process = degradation(*finish)
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 0 and "already finished" in stderr
 

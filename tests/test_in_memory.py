@@ -7,7 +7,7 @@ import pytest
 
 from cnn_jax.data import in_memory
 from cnn_jax.data.datasets import Split
-from cnn_jax.training import sharding
+from cnn_jax import sharding
 
 
 def numbered_split(n: int) -> Split:

@@ -17,11 +17,12 @@ import ml_collections
 import numpy as np
 from etils import epath
 
+from cnn_jax import sharding
 from cnn_jax.data import augment, datasets, in_memory
 from cnn_jax.data.in_memory import EvalSplit
 from cnn_jax.errors import CheckpointError, ConfigError
 from cnn_jax.models import cifar_resnet
-from cnn_jax.training import checkpoint, sharding, steps
+from cnn_jax.training import checkpoint, steps
 
 log = logging.getLogger(__name__)
 

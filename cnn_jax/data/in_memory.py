@@ -18,7 +18,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from cnn_jax.data.datasets import Split
-from cnn_jax.training import sharding
+from cnn_jax import sharding
 
 
 @flax.struct.dataclass

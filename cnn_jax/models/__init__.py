@@ -4,6 +4,7 @@ Every model is a Flax Linen module called as `module.apply(variables, x, train=.
 on NHWC float images, returning logits.
 """
 
+import dataclasses
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -11,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from cnn_jax import cpu
 from cnn_jax.errors import ConfigError
 from cnn_jax.models import alexnet, cifar_resnet, googlenet, inception_v4, lenet, resnet, vgg
 
@@ -67,14 +69,24 @@ def from_config(config: ml_collections.ConfigDict, num_classes: int) -> nn.Modul
 
     `dtype` "auto" computes in bfloat16 on TPUs and in float32 elsewhere (parameters and BN
     statistics stay float32). `bn_group_size` is not an attribute: the train step applies
-    it (see `cnn_jax.training.steps.apply_in_groups`).
+    it (see `cnn_jax.training.steps.apply_in_groups`). Where JAX runs on a CPU the model gets
+    the CPU variants of its convolution and activation (`cnn_jax.cpu`); elsewhere flax's.
     """
     overrides = {k: v for k, v in config.items() if k not in ("name", "bn_group_size")}
     if overrides.get("dtype") == "auto":  # bfloat16 where the hardware is built for it
         overrides["dtype"] = "bfloat16" if jax.default_backend() == "tpu" else "float32"
     if "dtype" in overrides:
         overrides["dtype"] = jnp.dtype(overrides["dtype"])
+    if jax.default_backend() == "cpu":
+        overrides = {**cpu_ops(config.name), **overrides}
     try:
         return create(config.name, num_classes=num_classes, **overrides)
     except TypeError as e:  # An attribute this model does not have.
         raise ConfigError(f"model {config.name!r}: {e}") from None
+
+
+def cpu_ops(name: str) -> dict[str, Any]:
+    """The CPU variants of the operations the model `name` takes as attributes."""
+    constructor = _REGISTRY.get(name) or cifar_resnet.from_name(name)
+    module = getattr(constructor, "func", constructor)
+    return cpu.model_ops({field.name for field in dataclasses.fields(module)})

@@ -34,7 +34,7 @@ its dense layers Flax's default (LeCun normal), all biases zero.
 """
 
 import functools
-from typing import Any
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -80,11 +80,14 @@ class AlexNet(nn.Module):
       num_classes: outputs of fc8 (1000 for ImageNet).
       fc_features: width of fc6 and fc7 (4096 in the paper; smaller for quick tests).
       dtype: computation dtype; parameters stay float32 and logits are float32.
+      conv, act: the convolution module and the activation (flax's Conv and relu).
     """
 
     num_classes: int = 1000
     fc_features: int = 4096
     dtype: Any = jnp.float32
+    conv: layers.ModuleDef = nn.Conv
+    act: Callable = nn.relu
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
@@ -92,7 +95,7 @@ class AlexNet(nn.Module):
 
         x = x.astype(self.dtype)
         for name, filters, kernel, stride, pad, groups, lrn, pool in ALEXNET_CONVS:
-            x = nn.Conv(
+            x = self.conv(
                 filters,
                 (kernel, kernel),
                 strides=stride,
@@ -103,7 +106,7 @@ class AlexNet(nn.Module):
                 dtype=self.dtype,
                 name=name,
             )(x)
-            x = nn.relu(x)
+            x = self.act(x)
             if lrn:
                 x = layers.LocalResponseNorm()(x)
             if pool:
@@ -111,7 +114,7 @@ class AlexNet(nn.Module):
         x = x.reshape(x.shape[0], -1)
         dense = functools.partial(nn.Dense, kernel_init=weights, dtype=self.dtype)
         for name in ("fc6", "fc7"):
-            x = nn.relu(dense(self.fc_features, bias_init=_bias_init(name), name=name)(x))
+            x = self.act(dense(self.fc_features, bias_init=_bias_init(name), name=name)(x))
             x = nn.Dropout(DROPOUT_RATE, deterministic=not train)(x)
         return dense(self.num_classes, name="fc8")(x).astype(jnp.float32)
 
@@ -131,17 +134,20 @@ class AlexNetOWT(nn.Module):
       num_classes: outputs of fc8.
       fc_features: width of fc6 and fc7 (4096; smaller for quick tests).
       dtype: computation dtype; parameters stay float32 and logits are float32.
+      conv, act: the convolution module and the activation (flax's Conv and relu).
     """
 
     num_classes: int = 1000
     fc_features: int = 4096
     dtype: Any = jnp.float32
+    conv: layers.ModuleDef = nn.Conv
+    act: Callable = nn.relu
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         x = x.astype(self.dtype)
         for name, filters, kernel, stride, pad, pool in ALEXNET_OWT_CONVS:
-            x = nn.Conv(
+            x = self.conv(
                 filters,
                 (kernel, kernel),
                 strides=stride,
@@ -150,7 +156,7 @@ class AlexNetOWT(nn.Module):
                 dtype=self.dtype,
                 name=name,
             )(x)
-            x = nn.relu(x)
+            x = self.act(x)
             if pool:
                 x = max_pool(x)
         x = layers.adaptive_avg_pool(x, (6, 6))
@@ -158,7 +164,7 @@ class AlexNetOWT(nn.Module):
         dense = functools.partial(nn.Dense, dtype=self.dtype)
         for name in ("fc6", "fc7"):
             x = nn.Dropout(DROPOUT_RATE, deterministic=not train)(x)
-            x = nn.relu(dense(self.fc_features, name=name)(x))
+            x = self.act(dense(self.fc_features, name=name)(x))
         return dense(self.num_classes, name="fc8")(x).astype(jnp.float32)
 
 

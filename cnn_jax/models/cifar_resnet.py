@@ -21,7 +21,7 @@ subsampled shortcut and option B's 1x1 stride-2 projection read, so F(x) and x a
 
 import functools
 import re
-from typing import Any
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -29,10 +29,10 @@ import jax.numpy as jnp
 
 from cnn_jax.errors import ConfigError
 from cnn_jax.models import layers
+from cnn_jax.models.residual import SHORTCUT_OPTIONS, BasicBlock
 
 STAGE_FILTERS = (16, 32, 64)  # at the paper's width of 16
 STAGE_STRIDES = (1, 2, 2)
-SHORTCUT_OPTIONS = ("A", "B", "C")
 
 
 def blocks_per_stage(depth: int) -> int:
@@ -42,68 +42,6 @@ def blocks_per_stage(depth: int) -> int:
             f"CIFAR nets have 6n+2 layers (20, 32, 44, 56, 110, 1202, ...); depth {depth} is not."
         )
     return (depth - 2) // 6
-
-
-class Shortcut(nn.Module):
-    """The identity path of a residual block, under options A, B or C."""
-
-    filters: int
-    strides: int
-    option: str
-    conv: layers.ModuleDef
-    norm: layers.ModuleDef
-
-    @nn.compact
-    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        reshapes = self.strides != 1 or x.shape[-1] != self.filters
-        if self.option == "C" or (self.option == "B" and reshapes):
-            x = self.conv(self.filters, (1, 1), strides=self.strides, name="proj_conv")(x)
-            return self.norm(name="proj_bn")(x)
-        if not reshapes:
-            return x
-        # Option A: subsample the identity, zero-pad the new channels.
-        x = x[:, :: self.strides, :: self.strides, :]
-        return jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, self.filters - x.shape[-1])))
-
-
-def add_shortcut(block: nn.Module, branch: jnp.ndarray, shortcut: jnp.ndarray) -> jnp.ndarray:
-    """F(x) + x. Sows ||F(x)|| / ||x|| into the `diagnostics` collection when it is mutable (and
-    not at init, so variables hold only params and batch_stats): how much the residual function
-    changes the signal (section 4.2, Figure 7)."""
-    if block.is_mutable_collection("diagnostics") and not block.is_initializing():
-        norm = lambda a: jnp.sqrt(jnp.sum(jnp.square(a.astype(jnp.float32))))
-        block.sow("diagnostics", "residual_ratio", norm(branch) / (norm(shortcut) + 1e-12))
-    return branch + shortcut
-
-
-class BasicBlock(nn.Module):
-    """Two 3x3 convolutions with BN; the shortcut (if residual) joins before the last ReLU.
-
-    `keep` (lesion studies, Veit et al. 2016) scales the block: 0 deletes it, leaving a
-    residual block's shortcut, or the identity in a plain block of unchanged shape.
-    """
-
-    filters: int
-    strides: int
-    residual: bool
-    shortcut: str
-    conv: layers.ModuleDef
-    norm: layers.ModuleDef
-
-    @nn.compact
-    def __call__(self, x: jnp.ndarray, keep: jnp.ndarray | None = None) -> jnp.ndarray:
-        y = self.conv(self.filters, (3, 3), strides=self.strides)(x)
-        y = nn.relu(self.norm()(y))
-        y = self.conv(self.filters, (3, 3))(y)
-        y = self.norm()(y)
-        if self.residual:
-            y = y if keep is None else keep.astype(y.dtype) * y
-            y = add_shortcut(self, y, Shortcut(self.filters, self.strides, self.shortcut, self.conv, self.norm)(x))
-            return layers.stored_relu(y)
-        y = layers.stored_relu(y)
-        if keep is None or y.shape != x.shape:
-            return y
-        return keep.astype(y.dtype) * y + (1 - keep.astype(y.dtype)) * x
 
 
 class RepeatedBlock(nn.Module):
@@ -131,6 +69,7 @@ class CifarResNet(nn.Module):
       remat: with `scan`, recompute each block's activations in the backward pass instead of
         storing them (less memory, about a third more compute).
       dtype: computation dtype; parameters and BN statistics stay float32.
+      conv, act: the convolution module and the activation (flax's Conv and relu).
     """
 
     depth: int
@@ -141,6 +80,8 @@ class CifarResNet(nn.Module):
     scan: bool = False
     remat: bool = False
     dtype: Any = jnp.float32
+    conv: layers.ModuleDef = nn.Conv
+    act: Callable = nn.relu
 
     def __post_init__(self) -> None:
         blocks_per_stage(self.depth)
@@ -151,13 +92,13 @@ class CifarResNet(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False, keep: jnp.ndarray | None = None) -> jnp.ndarray:
         """`keep`: None, or one multiplier per block in network order (see BasicBlock)."""
-        conv = layers.conv(self.dtype)
+        conv = layers.conv(self.dtype, self.conv)
         norm = layers.batch_norm(train, self.dtype)
         n = blocks_per_stage(self.depth)
         scale = self.width / STAGE_FILTERS[0]
 
         x = conv(self.width, (3, 3), name="stem_conv")(x.astype(self.dtype))
-        x = nn.relu(norm(name="stem_bn")(x))
+        x = self.act(norm(name="stem_bn")(x))
         for stage, (filters, strides) in enumerate(zip(STAGE_FILTERS, STAGE_STRIDES)):
             block = functools.partial(
                 BasicBlock,
@@ -166,6 +107,7 @@ class CifarResNet(nn.Module):
                 shortcut=self.shortcut,
                 conv=conv,
                 norm=norm,
+                act=self.act,
             )
             keeps = [None] * n if keep is None else keep[stage * n:(stage + 1) * n]
             x = block(strides=strides, name=f"stage{stage + 1}_block1")(x, keeps[0])

@@ -25,7 +25,7 @@ branches are 5x5 as in the paper (torchvision's are 3x3).
 """
 
 import functools
-from typing import Any
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -70,6 +70,7 @@ class AuxClassifier(nn.Module):
     conv: layers.ModuleDef
     dropout_rate: float = 0.7
     dtype: Any = jnp.float32
+    act: Callable = nn.relu
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
@@ -82,7 +83,7 @@ class AuxClassifier(nn.Module):
         x = nn.avg_pool(x, (AUX_POOL, AUX_POOL), strides=(3, 3), padding="VALID")
         x = self.conv(128, (1, 1), name="conv")(x)
         x = x.reshape(x.shape[0], -1)
-        x = nn.relu(nn.Dense(1024, dtype=self.dtype, name="fc")(x))
+        x = self.act(nn.Dense(1024, dtype=self.dtype, name="fc")(x))
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
         return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x).astype(jnp.float32)
 
@@ -97,6 +98,7 @@ class GoogLeNet(nn.Module):
       aux_classifiers: build the two auxiliary classifiers (sown in training only).
       dropout_rate: before the final linear layer (40% in the paper).
       dtype: computation dtype; parameters stay float32, logits are float32.
+      conv, act: the convolution module and the activation (flax's Conv and relu).
     """
 
     num_classes: int = 1000
@@ -105,11 +107,15 @@ class GoogLeNet(nn.Module):
     aux_classifiers: bool = True
     dropout_rate: float = 0.4
     dtype: Any = jnp.float32
+    conv: layers.ModuleDef = nn.Conv
+    act: Callable = nn.relu
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         norm = layers.batch_norm(train, self.dtype) if self.batch_norm else None
-        conv = functools.partial(inception_blocks.BasicConv, norm=norm, dtype=self.dtype)
+        conv = functools.partial(
+            inception_blocks.BasicConv, norm=norm, dtype=self.dtype, conv=self.conv, act=self.act
+        )
         maybe_lrn = lambda y: y
         if self.lrn:  # Caffe's GoogLeNet LRN (k=1, alpha=1e-4 divided by the window of 5)
             maybe_lrn = layers.LocalResponseNorm(n=5, k=1.0, alpha=1e-4 / 5, beta=0.75)
@@ -133,7 +139,8 @@ class GoogLeNet(nn.Module):
                 aux = AUX_CLASSIFIERS.get(name)
                 if aux and self.aux_classifiers and (train or self.is_initializing()):
                     head = AuxClassifier(
-                        self.num_classes, conv, dtype=self.dtype, name=f"{aux}_classifier"
+                        self.num_classes, conv, dtype=self.dtype, act=self.act,
+                        name=f"{aux}_classifier",
                     )
                     logits = head(x, train)
                     if train:

@@ -16,7 +16,7 @@ and concatenated: the split 1x3 / 3x1 branches of Inception-C (Szegedy et al. 20
 """
 
 import re
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -78,10 +78,12 @@ class BasicConv(nn.Module):
     padding: str = "SAME"
     norm: layers.ModuleDef | None = None
     dtype: Any = jnp.float32
+    conv: layers.ModuleDef = nn.Conv
+    act: Callable = nn.relu
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        x = layers.conv(self.dtype)(
+        x = layers.conv(self.dtype, self.conv)(
             self.features,
             self.kernel_size,
             strides=self.strides,
@@ -91,7 +93,7 @@ class BasicConv(nn.Module):
         )(x)
         if self.norm is not None:
             x = self.norm(name="bn")(x)
-        return nn.relu(x)
+        return self.act(x)
 
 
 def apply_layer(x: jnp.ndarray, layer: str, conv: layers.ModuleDef, name: str) -> jnp.ndarray:
@@ -151,10 +153,13 @@ class Residual(nn.Module):
     conv: layers.ModuleDef
     relu: bool = True
     dtype: Any = jnp.float32
+    conv_module: layers.ModuleDef = nn.Conv  # of the filter expansion
+    act: Callable = nn.relu
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         y = apply_branches(x, self.branches, self.conv)
-        y = layers.conv(self.dtype)(x.shape[-1], (1, 1), use_bias=True, name="expand")(y)
+        expand = layers.conv(self.dtype, self.conv_module)
+        y = expand(x.shape[-1], (1, 1), use_bias=True, name="expand")(y)
         x = x + self.scale * y
-        return nn.relu(x) if self.relu else x
+        return self.act(x) if self.relu else x

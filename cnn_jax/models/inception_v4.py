@@ -30,7 +30,7 @@ widths made consistent: the figures' 1154 and 2048 cannot be added to the 1152- 
 """
 
 import functools
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -201,12 +201,15 @@ class Inception(nn.Module):
       num_classes: outputs of the final linear layer.
       dropout_rate: before the linear layer (the paper keeps 0.8, i.e. drops 0.2).
       dtype: computation dtype; parameters and BN statistics stay float32, logits are float32.
+      conv, act: the convolution module and the activation (flax's Conv and relu).
     """
 
     layout: Layout
     num_classes: int = 1000
     dropout_rate: float = 0.2
     dtype: Any = jnp.float32
+    conv: layers.ModuleDef = nn.Conv
+    act: Callable = nn.relu
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
@@ -216,7 +219,9 @@ class Inception(nn.Module):
                 f"{MIN_INPUT_SIZE} pixels (299x299 in the paper); got {x.shape[1]}x{x.shape[2]}."
             )
         norm = layers.batch_norm(train, self.dtype)
-        conv = functools.partial(inception_blocks.BasicConv, norm=norm, dtype=self.dtype)
+        conv = functools.partial(
+            inception_blocks.BasicConv, norm=norm, dtype=self.dtype, conv=self.conv, act=self.act
+        )
         x = x.astype(self.dtype)
         for stage, blocks in self.layout:
             for i, block in enumerate(blocks, 1):
@@ -225,7 +230,8 @@ class Inception(nn.Module):
                     x = inception_blocks.Mixed(block.branches, conv, name=name)(x)
                 else:
                     x = inception_blocks.Residual(
-                        block.branches, block.scale, conv, block.relu, self.dtype, name=name
+                        block.branches, block.scale, conv, block.relu, self.dtype, self.conv,
+                        self.act, name=name,
                     )(x)
         x = jnp.mean(x, axis=(1, 2))
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)

@@ -8,49 +8,27 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnn_jax.models import cpu_conv
-
 ModuleDef = Callable[..., nn.Module]
 
 # He et al. 2015 ("Delving deep into rectifiers"): zero-mean Gaussian, std sqrt(2 / fan_in).
 he_normal = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
 
 
-def conv(dtype: Any = jnp.float32) -> ModuleDef:
+def conv(dtype: Any = jnp.float32, module: ModuleDef = nn.Conv) -> ModuleDef:
     """A bias-free convolution with He-normal init (BN follows it), padding k // 2 on each side.
 
     The papers' Caffe/Torch code pads symmetrically, so a stride-2 convolution's output pixel i
     is centred on input pixel 2i, where option A's subsampled shortcut `x[::2]` reads; 'SAME'
     would pad (0, 1) and centre it on 2i + 1. `padding=` overrides it (Inception's "V" layers).
-    On CPUs it runs oneDNN's kernels, or XLA's in the layout they are fast in (see `cpu_conv`).
+    `module` is the convolution a model was given (`flax.linen.Conv` unless replaced).
     """
 
-    def make(features: int, kernel_size: tuple[int, ...], **kwargs: Any) -> nn.Conv:
+    def make(features: int, kernel_size: tuple[int, ...], **kwargs: Any) -> nn.Module:
         kwargs.setdefault("padding", [(k // 2, k // 2) for k in kernel_size])
-        return nn.Conv(
-            features,
-            kernel_size,
-            use_bias=kwargs.pop("use_bias", False),
-            kernel_init=he_normal,
-            dtype=dtype,
-            conv_general_dilated=cpu_conv.conv_general_dilated,
-            **kwargs,
-        )
+        kwargs.setdefault("use_bias", False)
+        return module(features, kernel_size, kernel_init=he_normal, dtype=dtype, **kwargs)
 
     return make
-
-
-def stored_relu(x: jnp.ndarray) -> jnp.ndarray:
-    """max(x, 0) for a residual block's output, written so the compiler stores it once.
-
-    XLA recomputes an elementwise op of one array, such as max(x, 0), inside each consumer
-    instead of storing it, and with it the sum F(x) + x, whose x is the previous block's output,
-    and so on back through the stage: on CPUs each weight gradient of a ResNet-56 re-read up to
-    ten earlier activations (ResNet-56 train step 160 -> 200 images/s when stored). A select
-    reading two arrays (x > 0 and x) is stored, since the next convolution needs it in memory.
-    `x * 0` keeps NaN as NaN, as max does; the gradient is relu's.
-    """
-    return jnp.where(x > 0, x, x * 0)
 
 
 def batch_norm(train: bool, dtype: Any = jnp.float32) -> ModuleDef:

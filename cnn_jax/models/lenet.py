@@ -119,18 +119,20 @@ class LeNet5(nn.Module):
       c3_table: connect C3 by the paper's Table I (True) or fully (False).
       trainable_subsampling: the paper's S2/S4 units (True) or plain 2x2 average pools (False).
       dtype: computation dtype; parameters stay float32 and logits are float32.
+      conv: the convolution module of C1, C5 and a fully connected C3 (flax's Conv).
     """
 
     num_classes: int = 10
     c3_table: bool = True
     trainable_subsampling: bool = True
     dtype: Any = jnp.float32
+    conv: Any = nn.Conv
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         del train  # No dropout or BN.
         conv = functools.partial(
-            nn.Conv, kernel_size=(5, 5), padding="VALID", kernel_init=_kernel_init, dtype=self.dtype
+            self.conv, kernel_size=(5, 5), padding="VALID", kernel_init=_kernel_init, dtype=self.dtype
         )
         dense = functools.partial(nn.Dense, kernel_init=_kernel_init, dtype=self.dtype)
 

@@ -31,14 +31,14 @@ with which torchvision's weights, converted, compute the same function.
 """
 
 import functools
-from typing import Any
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from cnn_jax.errors import ConfigError
 from cnn_jax.models import layers
-from cnn_jax.models.cifar_resnet import SHORTCUT_OPTIONS, BasicBlock, Shortcut, add_shortcut
+from cnn_jax.models.residual import SHORTCUT_OPTIONS, BasicBlock, Shortcut, add_shortcut
 
 # Table 1: blocks in conv2_x..conv5_x and the block type, per depth.
 STAGE_BLOCKS = {
@@ -66,20 +66,21 @@ class Bottleneck(nn.Module):
     shortcut: str
     conv: layers.ModuleDef
     norm: layers.ModuleDef
+    act: Callable = nn.relu
     stride_on_1x1: bool = True
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         strides_1x1, strides_3x3 = (self.strides, 1) if self.stride_on_1x1 else (1, self.strides)
         y = self.conv(self.filters, (1, 1), strides=strides_1x1)(x)
-        y = nn.relu(self.norm()(y))
+        y = self.act(self.norm()(y))
         y = self.conv(self.filters, (3, 3), strides=strides_3x3)(y)
-        y = nn.relu(self.norm()(y))
+        y = self.act(self.norm()(y))
         out = self.filters * BOTTLENECK_EXPANSION
         y = self.norm()(self.conv(out, (1, 1))(y))
         if self.residual:
             y = add_shortcut(self, y, Shortcut(out, self.strides, self.shortcut, self.conv, self.norm)(x))
-        return layers.stored_relu(y)
+        return self.act(y)
 
 
 class ResNet(nn.Module):
@@ -93,6 +94,7 @@ class ResNet(nn.Module):
       stride_on_1x1: bottleneck nets only: downsample in the first 1x1 convolution (the paper,
         the default) rather than in the 3x3 one (torchvision's v1.5).
       dtype: computation dtype; parameters and BN statistics stay float32.
+      conv, act: the convolution module and the activation (flax's Conv and relu).
     """
 
     depth: int
@@ -101,6 +103,8 @@ class ResNet(nn.Module):
     shortcut: str = "B"
     stride_on_1x1: bool = True
     dtype: Any = jnp.float32
+    conv: layers.ModuleDef = nn.Conv
+    act: Callable = nn.relu
 
     def __post_init__(self) -> None:
         if self.depth not in STAGE_BLOCKS:
@@ -114,7 +118,7 @@ class ResNet(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
-        conv = layers.conv(self.dtype)
+        conv = layers.conv(self.dtype, self.conv)
         norm = layers.batch_norm(train, self.dtype)
         stage_blocks, kind = STAGE_BLOCKS[self.depth]
         block = BasicBlock
@@ -122,7 +126,7 @@ class ResNet(nn.Module):
             block = functools.partial(Bottleneck, stride_on_1x1=self.stride_on_1x1)
 
         x = conv(64, (7, 7), strides=2, name="stem_conv")(x.astype(self.dtype))  # conv1
-        x = nn.relu(norm(name="stem_bn")(x))
+        x = self.act(norm(name="stem_bn")(x))
         x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         for stage, (n, filters, strides) in enumerate(
             zip(stage_blocks, STAGE_FILTERS, STAGE_STRIDES)
@@ -135,6 +139,7 @@ class ResNet(nn.Module):
                     shortcut=self.shortcut,
                     conv=conv,
                     norm=norm,
+                    act=self.act,
                     name=f"stage{stage + 1}_block{i + 1}",  # conv{stage + 2}_x
                 )(x)
         x = jnp.mean(x, axis=(1, 2))

@@ -24,7 +24,7 @@ start at zero.
 
 import functools
 import re
-from typing import Any
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -96,6 +96,7 @@ class VGG(nn.Module):
       width: channels of the first stage (64 in the paper); every conv scales by width / 64.
       fc_features: width of fc6 and fc7 (4096 in the paper).
       dtype: computation dtype; parameters stay float32 and logits are float32.
+      conv, act: the convolution module and the activation (flax's Conv and relu).
     """
 
     config: str
@@ -104,6 +105,8 @@ class VGG(nn.Module):
     width: int = 64
     fc_features: int = 4096
     dtype: Any = jnp.float32
+    conv: layers.ModuleDef = nn.Conv
+    act: Callable = nn.relu
 
     def __post_init__(self) -> None:
         if self.config not in CONFIGS:
@@ -123,7 +126,7 @@ class VGG(nn.Module):
                     continue
                 size, channels = map(int, CONV_PATTERN.fullmatch(layer).groups())
                 convs += 1
-                x = nn.Conv(
+                x = self.conv(
                     round(channels * self.width / 64),
                     (size, size),
                     padding="SAME",  # Padding 1 for 3x3, 0 for 1x1: the map size is kept.
@@ -133,13 +136,13 @@ class VGG(nn.Module):
                 )(x)
                 if self.batch_norm:
                     x = norm(name=f"bn{stage}_{convs}")(x)
-                x = nn.relu(x)
+                x = self.act(x)
             x = nn.max_pool(x, (2, 2), strides=(2, 2))
         x = layers.adaptive_avg_pool(x, POOLED_SIZE)
         x = x.reshape(x.shape[0], -1)
         dense = functools.partial(nn.Dense, kernel_init=glorot_uniform, dtype=self.dtype)
         for name in ("fc6", "fc7"):
-            x = nn.relu(dense(self.fc_features, name=name)(x))
+            x = self.act(dense(self.fc_features, name=name)(x))
             x = nn.Dropout(DROPOUT_RATE, deterministic=not train)(x)
         return dense(self.num_classes, name="fc8")(x).astype(jnp.float32)
 

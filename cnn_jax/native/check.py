@@ -3,7 +3,7 @@
 oneDNN picks a kernel for each shape, instruction set and thread count, so a kernel that is
 wrong for one shape says nothing about the next. `convolutions(fn, *args)` lists the distinct
 convolutions a function runs (from its jaxpr); `compare` runs one of them, its input gradient
-and its weight gradient through `cpu_conv.conv_general_dilated` several times on random data,
+and its weight gradient through `cnn_jax.cpu.conv.conv_general_dilated` several times on random data,
 with every thread the machine has, and measures each call against `lax.conv_general_dilated`
 compiled by XLA. A call matches when its largest error is within `TOLERANCE` of the largest
 reference value, and the repeated calls must agree bit for bit (exact resumption depends on it).
@@ -143,7 +143,7 @@ def _runner(path: str, convolution: Convolution) -> Callable:
         if path == "xla":
             conv = lax.conv_general_dilated
         else:
-            from cnn_jax.models import cpu_conv
+            from cnn_jax.cpu import conv as cpu_conv
 
             conv = cpu_conv.conv_general_dilated
         y, vjp = jax.vjp(

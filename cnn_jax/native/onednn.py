@@ -6,7 +6,7 @@ input-gradient and weight-gradient kernels as XLA FFI handlers; `build` compiles
 time it is needed (a C++ compiler and oneDNN: `pip install "cnn_jax[cpu]"`), and this module
 loads it and registers the handlers with JAX. Where the library cannot be built or loaded, or
 `CNN_JAX_ONEDNN=0`, `available()` is False (with one warning saying why) and
-`cnn_jax.models.cpu_conv` uses XLA's kernels.
+`cnn_jax.cpu.conv` uses XLA's kernels.
 """
 
 import functools

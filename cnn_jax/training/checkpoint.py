@@ -14,8 +14,10 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from cnn_jax import models
+from cnn_jax.data import catalog
 from cnn_jax.errors import CheckpointError
-from cnn_jax.training import optim, pipelines, sharding, state as state_lib
+from cnn_jax import sharding
+from cnn_jax.training import optim, state as state_lib
 from cnn_jax.training.state import TrainState
 
 log = logging.getLogger(__name__)
@@ -133,10 +135,10 @@ def restore_state(workdir: epath.PathLike, step: int | None = None) -> tuple[nn.
     """The model, the train state at `step` (default: latest) and the config of a workdir,
     restored replicated over all present devices."""
     config = read_config(workdir)
-    model = models.from_config(config.model, pipelines.num_classes(config.dataset.name))
+    model = models.from_config(config.model, catalog.num_classes(config.dataset.name))
     mesh = sharding.make_mesh()
     target = state_lib.abstract(
-        model, optim.direction(config), config, pipelines.input_shape(config), pipelines.mean_shape(config), mesh
+        model, optim.direction(config), config, catalog.input_shape(config), catalog.mean_shape(config), mesh
     )
     ckpts = Checkpoints(epath.Path(workdir) / "checkpoints", keep=config.checkpoint.keep)
     state = ckpts.restore(target, step)

@@ -3,7 +3,8 @@
 import jax
 from etils import epath
 
-from cnn_jax.training import checkpoint, optim, pipelines, sharding, state as state_lib, steps
+from cnn_jax import sharding
+from cnn_jax.training import checkpoint, optim, pipelines, state as state_lib, steps
 
 
 def evaluate_workdir(workdir: epath.PathLike, step: int | None = None) -> tuple[int, dict[str, dict[str, float]]]:

@@ -18,37 +18,11 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from cnn_jax.data import augment, datasets, in_memory
+from cnn_jax.data import augment, catalog, datasets, in_memory
 from cnn_jax.errors import ConfigError
-from cnn_jax.training import sharding, steps
+from cnn_jax import sharding
+from cnn_jax.training import steps
 from cnn_jax.training.state import TrainState
-
-
-def is_streaming(dataset_name: str) -> bool:
-    from cnn_jax.data import imagenet
-
-    return dataset_name in imagenet.NUM_CLASSES
-
-
-def num_classes(dataset_name: str) -> int:
-    if is_streaming(dataset_name):
-        from cnn_jax.data import imagenet
-
-        return imagenet.NUM_CLASSES[dataset_name]
-    return datasets.num_classes(dataset_name)
-
-
-def input_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
-    """(height, width, channels) of the model's inputs."""
-    if is_streaming(config.dataset.name):
-        return (config.augment.image_size, config.augment.image_size, 3)
-    return datasets.image_shape(config.dataset.name)
-
-
-def mean_shape(config: ml_collections.ConfigDict) -> tuple[int, ...]:
-    """Shape of the train state's `pixel_mean`: a per-pixel image for in-memory sets; for
-    streamed sets the host normalizes, and the mean is a zero per channel."""
-    return (1, 1, 3) if is_streaming(config.dataset.name) else input_shape(config)
 
 
 def create(
@@ -60,7 +34,7 @@ def create(
 ):
     """The pipeline of `config.dataset` (InMemory or Streaming), training `replicas` seeds of
     the net at once (the state has a leading replica axis)."""
-    kind = Streaming if is_streaming(config.dataset.name) else InMemory
+    kind = Streaming if catalog.is_streaming(config.dataset.name) else InMemory
     return kind(config, model, optimizer, mesh, replicas)
 
 
@@ -113,8 +87,8 @@ class Streaming:
         self._imagenet = imagenet
         self._config, self._mesh = config, mesh
         imagenet.num_examples(config, "train")  # fails now, not after compiling, without data
-        self.pixel_mean = np.zeros(mean_shape(config), np.float32)
-        self.input_shape = input_shape(config)
+        self.pixel_mean = np.zeros(catalog.mean_shape(config), np.float32)
+        self.input_shape = catalog.input_shape(config)
         self._jitted_step = steps.make_stream_step(model, optimizer, config, mesh, replicas)
         self._step = self._jitted_step
         self._evaluate_batch = steps.make_evaluate_batch(model, mesh, replicas)

@@ -10,7 +10,7 @@ import ml_collections
 import optax
 from jax.sharding import Mesh
 
-from cnn_jax.training import sharding
+from cnn_jax import sharding
 
 
 @flax.struct.dataclass

@@ -21,7 +21,8 @@ from jax.sharding import Mesh
 from cnn_jax.data import augment
 from cnn_jax.data.in_memory import EvalSplit, TrainSplit
 from cnn_jax.errors import ConfigError
-from cnn_jax.training import optim, sharding
+from cnn_jax import sharding
+from cnn_jax.training import optim
 from cnn_jax.training.state import TrainState
 
 Metrics = dict[str, jax.Array]

@@ -26,8 +26,10 @@ import numpy as np
 from etils import epath
 
 from cnn_jax import models
+from cnn_jax.data import catalog
 from cnn_jax.errors import ConfigError, DivergedError, Interrupted
-from cnn_jax.training import checkpoint, distributed, metrics, optim, pipelines, sharding, steps
+from cnn_jax import sharding
+from cnn_jax.training import checkpoint, distributed, metrics, optim, pipelines, steps
 from cnn_jax.training import state as state_lib, workdir as workdir_lib
 
 log = logging.getLogger(__name__)
@@ -102,7 +104,7 @@ def _train(runs: list[_Run], on_metrics: metrics.MetricsCallback | None, signals
     config = runs[0].config
 
     # ----- Model and optimizer: config errors surface before any data is read ---------------
-    model = models.from_config(config.model, pipelines.num_classes(config.dataset.name))
+    model = models.from_config(config.model, catalog.num_classes(config.dataset.name))
     optimizer = optim.direction(config)
     mesh = sharding.make_mesh()
     sharding.check_divisible("train.batch_size", config.train.batch_size, mesh)

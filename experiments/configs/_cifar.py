@@ -37,8 +37,8 @@ def get_config(model_name: str, arg: str | None = None) -> ml_collections.Config
     config.model.shortcut = "A"  # A: zero-padded identity (CIFAR); B: projections where shapes change
     config.model.dtype = "auto"  # bfloat16 on TPUs, float32 elsewhere; params stay float32
     # One nn.scan over the identical blocks of each stage: compile time flat in depth. Up to
-    # 56 layers the unrolled net compiles in under 10 s on a 2-core CPU and runs faster there
-    # (ResNet-56: about 230 vs 170 images/s), so only deeper nets are scanned.
+    # 56 layers the unrolled net compiles in seconds and runs faster on CPUs
+    # (docs/cpu_performance.md), so only deeper nets are scanned.
     config.model.scan = depth > 56
     config.model.remat = False  # with scan: recompute activations in the backward pass
     # BN statistics per group of this many examples (0: the global batch). The paper's

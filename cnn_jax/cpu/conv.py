@@ -1,13 +1,12 @@
 """A 2-D convolution that trains fast on CPUs, inside compiled loops or not.
 
-Pass `conv_general_dilated=cpu_conv.conv_general_dilated` to `flax.linen.Conv`. On GPUs and
-TPUs it is `lax.conv_general_dilated` with lax's gradients (`lax.platform_dependent` picks at
-lowering). On a CPU, a plain float32 NHWC x HWIO convolution and both its gradients run
-oneDNN's kernels, the library PyTorch trains with (`cnn_jax.native.onednn`): XLA's own CPU
-kernels compute the weight gradient at a third to a half of their speed (CIFAR ResNet-20 train
-step on 2 x86 cores: 387 -> 583-685 images/s). Where oneDNN is not installed, the gradients
-are XLA convolutions in the one layout its CPU backend runs fast inside loops
-(`canonical_conv`).
+`cnn_jax.cpu.Conv` is `flax.linen.Conv` with `conv_general_dilated` set to this module's. On
+a CPU, a plain float32 NHWC x HWIO convolution and both its gradients run oneDNN's kernels, the
+library PyTorch trains with (`cnn_jax.native.onednn`), where they are checked against XLA's
+(`cnn_jax.native.check`): XLA's own CPU kernels compute the weight gradient several times more
+slowly (docs/cpu_performance.md). Where oneDNN is not installed, the gradients are XLA
+convolutions in the one layout its CPU backend runs fast inside loops (`canonical_conv`).
+`lax.platform_dependent` keeps lax's convolution for any other platform.
 
 Dilated, grouped and non-2-D convolutions go to `lax.conv_general_dilated` unchanged. oneDNN's
 gradients are not differentiable again: for second derivatives on a CPU, set
@@ -22,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from cnn_jax.models import canonical_conv
+from cnn_jax.cpu import canonical_conv
 from cnn_jax.native import check, onednn
 
 NHWC = canonical_conv.NHWC

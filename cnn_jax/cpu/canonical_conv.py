@@ -1,23 +1,16 @@
 """Convolution gradients that XLA's CPU backend runs fast inside compiled loops.
 
-The fallback of `cpu_conv` where oneDNN is not installed. JAX differentiates a convolution
-into convolutions with permuted dimension labels (the weight gradient contracts over the
-batch). XLA's CPU backend turns those back into fast library calls at the top level of a
-program, but not inside loops (`lax.fori_loop`, `nn.scan`), where it falls back to a generic
-kernel some 10-70x slower. `grads` writes both gradients out as NHWC x HWIO -> NHWC
+The fallback of `cnn_jax.cpu.conv` where oneDNN is not installed. JAX differentiates a
+convolution into convolutions with permuted dimension labels (the weight gradient contracts
+over the batch). XLA's CPU backend turns those back into fast library calls at the top level
+of a program, but not inside loops (`lax.fori_loop`, `nn.scan`), where it falls back to a
+generic kernel many times slower. `grads` writes both gradients out as NHWC x HWIO -> NHWC
 convolutions with explicit transposes, and computes the weight gradient in chunks of 16
-images, one after another: a chunk keeps the convolution's patch buffer small, and each
-chunk's transposes wait for the incoming gradient and for the previous chunk's product
-(`_after`). Left free, XLA's CPU runtime runs every transpose of the forward activations as
-soon as they exist, during the forward pass, concurrently with its convolutions, and all
-chunks at once: they compete for the two cores' caches (train step on 2 x86 cores, same
-process: ResNet-20 606 -> 630 images/s, ResNet-56 218 -> 233).
-`use_eigen_convolutions_on_cpu` (called by every `experiments` command) picks XLA's Eigen
-convolution kernels over YNNPACK's, which are slower for these shapes.
+images, one after another: a chunk keeps the convolution's patch buffer small, and each chunk's
+transposes wait for the incoming gradient and for the previous chunk's product (`_after`), so
+that they do not run during the forward pass and compete for the caches
+(docs/cpu_performance.md).
 """
-
-import importlib.util
-import os
 
 import jax
 import jax.numpy as jnp
@@ -65,19 +58,3 @@ def _after(x: jax.Array, earlier: jax.Array) -> jax.Array:
     `lax.optimization_barrier`, so a real read is what holds x back."""
     element = earlier.ravel()[0]
     return x + jnp.where(jnp.isfinite(element), element, 0).astype(x.dtype) * 0
-
-
-EIGEN_CONVOLUTIONS = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
-
-
-def use_eigen_convolutions_on_cpu() -> None:
-    """Before JAX starts: run CPU convolutions with XLA's Eigen kernels instead of YNNPACK's.
-
-    For these nets Eigen's are faster (CIFAR ResNet-56 train step on 2 x86 cores: about 230
-    vs 210 images/s, `experiments.benchmark`). Only where no GPU or TPU plugin is installed, and
-    never over a YNN setting already in XLA_FLAGS.
-    """
-    accelerator = any(importlib.util.find_spec(name) for name in ("libtpu", "jax_cuda12_plugin", "jax_cuda13_plugin"))
-    flags = os.environ.get("XLA_FLAGS", "")
-    if not accelerator and "ynn_fusion_type" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} {EIGEN_CONVOLUTIONS}".strip()
