@@ -7,8 +7,11 @@ SWEEP_DIR = flags.DEFINE_string("sweep_dir", None, "A sweep directory: every fin
 NETS = flags.DEFINE_list("nets", None, "With --sweep_dir: only these nets (e.g. cifar_resnet56).")
 STEP = flags.DEFINE_integer("step", None, "The checkpoint's step (default: the latest).")
 PARALLEL = flags.DEFINE_integer(
-    "parallel", 1, "Variants of the net (lesions, grid points) vmapped at once: 1 on a CPU, more "
-    "on a large accelerator.")
+    "parallel",
+    1,
+    "Variants of the net (lesions, grid points) vmapped at once: 1 on a CPU, more "
+    "on a large accelerator.",
+)
 
 
 def workdirs() -> list:

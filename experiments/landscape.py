@@ -40,25 +40,50 @@ def main(argv: list[str]) -> None:
 
     if _GRID.value < 3:
         raise ConfigError(f"--grid needs at least 3 points a side, got {_GRID.value}.")
-    trained.require_positive(batch_size=_BATCH.value, parallel=analysed_runs.PARALLEL.value, examples=_EXAMPLES.value)
+    trained.require_positive(
+        batch_size=_BATCH.value, parallel=analysed_runs.PARALLEL.value, examples=_EXAMPLES.value
+    )
     items = []
     for workdir in analysed_runs.workdirs():
         net = trained.restore(workdir, analysed_runs.STEP.value)
-        data = landscape.surface(net, _GRID.value, _SPAN.value, _EXAMPLES.value, _SEED.value, _BATCH.value,
-                                 parallel=analysed_runs.PARALLEL.value)
+        data = landscape.surface(
+            net,
+            _GRID.value,
+            _SPAN.value,
+            _EXAMPLES.value,
+            _SEED.value,
+            _BATCH.value,
+            parallel=analysed_runs.PARALLEL.value,
+        )
         with (workdir / "landscape.npz").open("wb") as f:
             np.savez(f, **data)
         title = f"{figures.net_label(data['net'])}, seed {data['seed']}"
         figures.landscape_contour(data, workdir / "landscape_contour.png", title)
         figures.landscape_surface(data, workdir / "landscape_surface.png", title)
         numbers = landscape.summary(data)
-        log.info("%s: loss %.3f at the centre, %.3f on the border, %.0f%% of points non-convex "
-                 "(%d points in %.0f s, %.0f images/s).", workdir, numbers["center_loss"],
-                 numbers["border_loss"], 100 * numbers["nonconvex_share"], data["loss"].size,
-                 data["seconds"], data["images_per_sec"])
+        log.info(
+            "%s: loss %.3f at the centre, %.3f on the border, %.0f%% of points non-convex "
+            "(%d points in %.0f s, %.0f images/s).",
+            workdir,
+            numbers["center_loss"],
+            numbers["border_loss"],
+            100 * numbers["nonconvex_share"],
+            data["loss"].size,
+            data["seconds"],
+            data["images_per_sec"],
+        )
         items.append((data["net"], data))
-        print(json.dumps({"workdir": str(workdir), **numbers, "seconds": data["seconds"],
-                          "compile_s": data["compile_s"], "images_per_sec": data["images_per_sec"]}))
+        print(
+            json.dumps(
+                {
+                    "workdir": str(workdir),
+                    **numbers,
+                    "seconds": data["seconds"],
+                    "compile_s": data["compile_s"],
+                    "images_per_sec": data["images_per_sec"],
+                }
+            )
+        )
     if analysed_runs.SWEEP_DIR.value:
         path = epath.Path(analysed_runs.SWEEP_DIR.value) / "landscape.png"
         figures.landscapes(items, path)

@@ -33,15 +33,24 @@ def lesion(records: list[dict[str, Any]], path: epath.PathLike) -> bool:
         blocks = np.arange(1, len(errors) + 1)
         top.plot(blocks, errors, "o-", markersize=3, color=_colour(record["net"]))
         missing = blocks[np.isnan(errors)]
-        top.plot(missing, np.full(len(missing), record["baseline_error"]), "x", color="grey",
-                 label="not deletable" if len(missing) else None)
-        top.axhline(record["baseline_error"], linestyle="--", color="black", linewidth=1, label="no lesion")
+        top.plot(
+            missing,
+            np.full(len(missing), record["baseline_error"]),
+            "x",
+            color="grey",
+            label="not deletable" if len(missing) else None,
+        )
+        top.axhline(
+            record["baseline_error"], linestyle="--", color="black", linewidth=1, label="no lesion"
+        )
         top.set_title(name, fontsize=10)
         top.set_xlabel("deleted block")
         k = np.array([row["deleted"] for row in record["k_curve"]])
         curve = np.array([row["errors"] for row in record["k_curve"]])
         bottom.plot(k, curve.mean(1), "o-", markersize=3, color=_colour(record["net"]))
-        bottom.fill_between(k, curve.min(1), curve.max(1), alpha=0.2, color=_colour(record["net"]), linewidth=0)
+        bottom.fill_between(
+            k, curve.min(1), curve.max(1), alpha=0.2, color=_colour(record["net"]), linewidth=0
+        )
         bottom.axhline(record["baseline_error"], linestyle="--", color="black", linewidth=1)
         bottom.set_xlabel("blocks deleted at random")
         for ax in (top, bottom):
@@ -101,7 +110,12 @@ def landscapes(items: list[tuple[str, dict[str, Any]]], path: epath.PathLike) ->
         for depth in depths:
             if (kind, depth) in by_net:
                 net, data = by_net[(kind, depth)]
-                curves.plot(data["curve_alphas"], data["curve_loss"], color=_colour(net), label=net_label(net))
+                curves.plot(
+                    data["curve_alphas"],
+                    data["curve_loss"],
+                    color=_colour(net),
+                    label=net_label(net),
+                )
         curves.set_yscale("log")
         curves.set_xlabel("step along d1")
         curves.set_ylabel("training loss")

@@ -26,7 +26,10 @@ from cnn_jax.errors import ConfigError
 def random_direction(key: jax.Array, params: Any) -> Any:
     """A Gaussian direction of the parameters' shapes, leaf i drawn from fold_in(key, i)."""
     leaves, treedef = jax.tree.flatten(params)
-    drawn = [jax.random.normal(jax.random.fold_in(key, i), x.shape, jnp.float32) for i, x in enumerate(leaves)]
+    drawn = [
+        jax.random.normal(jax.random.fold_in(key, i), x.shape, jnp.float32)
+        for i, x in enumerate(leaves)
+    ]
     return jax.tree.unflatten(treedef, drawn)
 
 
@@ -48,11 +51,22 @@ def filter_normalize(direction: Any, params: Any) -> Any:
 def directions(params: Any, seed: int) -> tuple[Any, Any]:
     """d1, d2: filter-normalised random directions at `params`."""
     key = jax.random.key(seed)
-    return tuple(filter_normalize(random_direction(jax.random.fold_in(key, i), params), params) for i in (0, 1))
+    return tuple(
+        filter_normalize(random_direction(jax.random.fold_in(key, i), params), params)
+        for i in (0, 1)
+    )
 
 
-def surface(net: TrainedNet, grid: int = 21, span: float = 1.0, examples: int = 2048, seed: int = 0,
-            batch_size: int = 512, chunk: int | None = None, parallel: int = 1) -> dict[str, Any]:
+def surface(
+    net: TrainedNet,
+    grid: int = 21,
+    span: float = 1.0,
+    examples: int = 2048,
+    seed: int = 0,
+    batch_size: int = 512,
+    chunk: int | None = None,
+    parallel: int = 1,
+) -> dict[str, Any]:
     """Training loss and error (%) on the first `examples` training images over the grid
     a, b in linspace(-span, span, grid), and the 1-D curve along d1 (b = 0) at the same a.
 
@@ -73,23 +87,39 @@ def surface(net: TrainedNet, grid: int = 21, span: float = 1.0, examples: int = 
 
     def evaluate(coord, shared):
         variables, d1, d2, pixel_mean, data = shared
-        params = jax.tree.map(lambda p, u, v: p + coord[0] * u + coord[1] * v, variables["params"], d1, d2)
-        return trained.split_sums(net.model.apply, {**variables, "params": params}, pixel_mean, data)
+        params = jax.tree.map(
+            lambda p, u, v: p + coord[0] * u + coord[1] * v, variables["params"], d1, d2
+        )
+        return trained.split_sums(
+            net.model.apply, {**variables, "params": params}, pixel_mean, data
+        )
 
     shared = (net.variables, d1, d2, net.pixel_mean, data)
-    result = trained.map_variants(evaluate, coords, shared, chunk or grid, parallel,
-                                  f"landscape of {net.config.model.name}")
-    loss = result.loss[:grid * grid].reshape(grid, grid)
-    error = result.error[:grid * grid].reshape(grid, grid)
+    result = trained.map_variants(
+        evaluate, coords, shared, chunk or grid, parallel, f"landscape of {net.config.model.name}"
+    )
+    loss = result.loss[: grid * grid].reshape(grid, grid)
+    error = result.error[: grid * grid].reshape(grid, grid)
     middle = grid // 2
-    curve_loss = loss[:, middle] if on_grid else result.loss[grid * grid:]
-    curve_error = error[:, middle] if on_grid else result.error[grid * grid:]
+    curve_loss = loss[:, middle] if on_grid else result.loss[grid * grid :]
+    curve_error = error[:, middle] if on_grid else result.error[grid * grid :]
     return {
-        "alphas": alphas, "betas": alphas, "loss": loss, "error": error,
-        "curve_alphas": alphas, "curve_loss": curve_loss, "curve_error": curve_error,
-        "net": net.config.model.name, "seed": net.config.seed, "step": net.step,
-        "examples": data.size, "span": span, "direction_seed": seed,
-        "compile_s": result.compile_s, "seconds": result.seconds, "images_per_sec": result.images_per_sec,
+        "alphas": alphas,
+        "betas": alphas,
+        "loss": loss,
+        "error": error,
+        "curve_alphas": alphas,
+        "curve_loss": curve_loss,
+        "curve_error": curve_error,
+        "net": net.config.model.name,
+        "seed": net.config.seed,
+        "step": net.step,
+        "examples": data.size,
+        "span": span,
+        "direction_seed": seed,
+        "compile_s": result.compile_s,
+        "seconds": result.seconds,
+        "images_per_sec": result.images_per_sec,
     }
 
 
@@ -104,7 +134,7 @@ def summary(data: dict[str, Any]) -> dict[str, float]:
     daa = loss[2:, 1:-1] - 2 * loss[1:-1, 1:-1] + loss[:-2, 1:-1]
     dbb = loss[1:-1, 2:] - 2 * loss[1:-1, 1:-1] + loss[1:-1, :-2]
     dab = (loss[2:, 2:] - loss[2:, :-2] - loss[:-2, 2:] + loss[:-2, :-2]) / 4
-    smallest = (daa + dbb) / 2 - np.sqrt(((daa - dbb) / 2) ** 2 + dab ** 2)
+    smallest = (daa + dbb) / 2 - np.sqrt(((daa - dbb) / 2) ** 2 + dab**2)
     return {
         "center_loss": float(loss[middle, middle]) if loss.shape[0] % 2 else float("nan"),
         "border_loss": float(np.mean(border)),

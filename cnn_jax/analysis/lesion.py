@@ -30,7 +30,9 @@ def single_masks(deletable: np.ndarray) -> np.ndarray:
     return masks
 
 
-def random_masks(deletable: np.ndarray, deleted: int, draws: int, rng: np.random.Generator) -> np.ndarray:
+def random_masks(
+    deletable: np.ndarray, deleted: int, draws: int, rng: np.random.Generator
+) -> np.ndarray:
     """`draws` keep masks, each deleting `deleted` deletable blocks drawn without replacement."""
     blocks = np.flatnonzero(deletable)
     masks = np.ones((draws, len(deletable)), np.float32)
@@ -43,8 +45,11 @@ def swap_pairs(net: TrainedNet) -> list[tuple[str, str]]:
     """Adjacent blocks of one stage with the same input and output shapes (every pair but
     those with the first block of a stage that halves the map size)."""
     blocks, keeps_shape = net.blocks, net.keeps_shape
-    return [(a, b) for i, (a, b) in enumerate(itertools.pairwise(blocks))
-            if a.split("_")[0] == b.split("_")[0] and keeps_shape[i]]
+    return [
+        (a, b)
+        for i, (a, b) in enumerate(itertools.pairwise(blocks))
+        if a.split("_")[0] == b.split("_")[0] and keeps_shape[i]
+    ]
 
 
 def swapped(variables: dict[str, Any], pair: tuple[str, str]) -> dict[str, Any]:
@@ -53,8 +58,16 @@ def swapped(variables: dict[str, Any], pair: tuple[str, str]) -> dict[str, Any]:
     return {collection: {**tree, a: tree[b], b: tree[a]} for collection, tree in variables.items()}
 
 
-def study(net: TrainedNet, draws: int = 3, max_deleted: int | None = None, swaps: bool = False,
-          seed: int = 0, chunk: int = 8, parallel: int = 1, examples: int = 0) -> dict[str, Any]:
+def study(
+    net: TrainedNet,
+    draws: int = 3,
+    max_deleted: int | None = None,
+    swaps: bool = False,
+    seed: int = 0,
+    chunk: int = 8,
+    parallel: int = 1,
+    examples: int = 0,
+) -> dict[str, Any]:
     """The lesion study of `net` on the first `examples` test images (0: the test images its
     training evaluated, eval.max_examples of them).
 
@@ -63,7 +76,9 @@ def study(net: TrainedNet, draws: int = 3, max_deleted: int | None = None, swaps
     to `max_deleted`, default all deletable blocks), swaps if asked, and the timing.
     """
     config = net.config
-    split = trained.put_split(net, "test", examples or config.eval.max_examples, config.eval.batch_size)
+    split = trained.put_split(
+        net, "test", examples or config.eval.max_examples, config.eval.batch_size
+    )
     deletable = net.deletable
     ks = list(range(1, (max_deleted or int(deletable.sum())) + 1))
     ks = [k for k in ks if k <= deletable.sum()]
@@ -74,7 +89,9 @@ def study(net: TrainedNet, draws: int = 3, max_deleted: int | None = None, swaps
 
     def evaluate(keep, shared):
         variables, pixel_mean, data = shared
-        return trained.split_sums(functools.partial(net.model.apply, keep=keep), variables, pixel_mean, data)
+        return trained.split_sums(
+            functools.partial(net.model.apply, keep=keep), variables, pixel_mean, data
+        )
 
     label = f"lesions of {config.model.name}"
     shared = (net.variables, net.pixel_mean, split)
@@ -91,12 +108,13 @@ def study(net: TrainedNet, draws: int = 3, max_deleted: int | None = None, swaps
         "baseline_error": errors[0],
         "baseline_loss": losses[0],
         "blocks": [
-            {"block": name, "error": single[i][0], "loss": single[i][1]} if i in single
+            {"block": name, "error": single[i][0], "loss": single[i][1]}
+            if i in single
             else {"block": name, "error": None, "loss": None, "deletable": False}
             for i, name in enumerate(net.blocks)
         ],
         "k_curve": [
-            {"deleted": k, "errors": errors[start + j * draws:start + (j + 1) * draws]}
+            {"deleted": k, "errors": errors[start + j * draws : start + (j + 1) * draws]}
             for j, k in enumerate(ks)
         ],
         "draws": draws,
@@ -105,15 +123,25 @@ def study(net: TrainedNet, draws: int = 3, max_deleted: int | None = None, swaps
     }
     if swaps:
         pairs = swap_pairs(net)
-        stacked = jax.tree.map(lambda *x: np.stack(x), *[swapped(jax.device_get(net.variables), p) for p in pairs])
+        stacked = jax.tree.map(
+            lambda *x: np.stack(x), *[swapped(jax.device_get(net.variables), p) for p in pairs]
+        )
 
         def evaluate_swapped(variables, shared):
             pixel_mean, data = shared
             return trained.split_sums(net.model.apply, variables, pixel_mean, data)
 
-        result = trained.map_variants(evaluate_swapped, stacked, (net.pixel_mean, split), chunk, parallel,
-                                      f"swaps of {config.model.name}")
-        record["swaps"] = [{"blocks": list(p), "error": e} for p, e in zip(pairs, result.error.tolist())]
+        result = trained.map_variants(
+            evaluate_swapped,
+            stacked,
+            (net.pixel_mean, split),
+            chunk,
+            parallel,
+            f"swaps of {config.model.name}",
+        )
+        record["swaps"] = [
+            {"blocks": list(p), "error": e} for p, e in zip(pairs, result.error.tolist())
+        ]
         record["timing_swaps"] = _timing(result, len(pairs))
     return record
 
@@ -131,9 +159,15 @@ def one_per_net(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     first: dict[str, dict[str, Any]] = {}
     for record in sorted(records, key=lambda r: r["seed"]):
         first.setdefault(record["net"], record)
-    return [first[net] for net in sorted(first, key=lambda net: (runs.net_info(net) or ("", 0))[::-1])]
+    return [
+        first[net] for net in sorted(first, key=lambda net: (runs.net_info(net) or ("", 0))[::-1])
+    ]
 
 
 def _timing(result: trained.Evaluated, lesions: int) -> dict[str, float]:
-    return {"lesions": lesions, "compile_s": result.compile_s, "seconds": result.seconds,
-            "images_per_sec": result.images_per_sec}
+    return {
+        "lesions": lesions,
+        "compile_s": result.compile_s,
+        "seconds": result.seconds,
+        "images_per_sec": result.images_per_sec,
+    }

@@ -41,8 +41,11 @@ class TrainedNet:
     def blocks(self) -> list[str]:
         """The blocks' names in network order, as `keep` indexes them."""
         n = cifar_resnet.blocks_per_stage(self.model.depth)
-        return [f"stage{s}_block{i}" for s in range(1, len(cifar_resnet.STAGE_FILTERS) + 1)
-                for i in range(1, n + 1)]
+        return [
+            f"stage{s}_block{i}"
+            for s in range(1, len(cifar_resnet.STAGE_FILTERS) + 1)
+            for i in range(1, n + 1)
+        ]
 
     @property
     def keeps_shape(self) -> np.ndarray:
@@ -65,8 +68,10 @@ def restore(workdir: epath.PathLike, step: int | None = None) -> TrainedNet:
     config = checkpoint.read_config(workdir)
     name = config.model.name
     if not cifar_resnet.NAME_PATTERN.fullmatch(name):
-        raise ConfigError(f"{workdir} trains {name}; the lesion study and the loss landscape "
-                          "need a CIFAR net (cifar_resnet<depth> or cifar_plain<depth>).")
+        raise ConfigError(
+            f"{workdir} trains {name}; the lesion study and the loss landscape "
+            "need a CIFAR net (cifar_resnet<depth> or cifar_plain<depth>)."
+        )
     ckpt_dir = workdir / "checkpoints"
     if not ckpt_dir.is_dir() or not any(p.name.isdigit() for p in ckpt_dir.iterdir()):
         raise CheckpointError(f"{workdir} has no checkpoint; train the run first.")
@@ -87,8 +92,12 @@ def put_split(net: TrainedNet, split: str, max_examples: int, batch_size: int) -
     return in_memory.put_eval(data, batch_size, sharding.make_mesh())
 
 
-def split_sums(apply: Callable[..., jax.Array], variables: dict[str, Any], pixel_mean: jax.Array,
-               split: EvalSplit) -> steps.Metrics:
+def split_sums(
+    apply: Callable[..., jax.Array],
+    variables: dict[str, Any],
+    pixel_mean: jax.Array,
+    split: EvalSplit,
+) -> steps.Metrics:
     """Loss and error sums of `apply(variables, images, train=False)` over a split, with the
     training loop's evaluation code (`steps.batch_sums`)."""
     model = types.SimpleNamespace(apply=apply)
@@ -97,7 +106,9 @@ def split_sums(apply: Callable[..., jax.Array], variables: dict[str, Any], pixel
     def add_batch(sums, batch):
         images, labels, mask = batch
         images = augment.normalize(images, pixel_mean)
-        return jax.tree.map(jnp.add, sums, steps.batch_sums(model, state, images, labels, mask)), None
+        return jax.tree.map(
+            jnp.add, sums, steps.batch_sums(model, state, images, labels, mask)
+        ), None
 
     zeros = steps.zero_sums() | {"top5_errors": jnp.zeros((), jnp.int32)}
     return jax.lax.scan(add_batch, zeros, (split.images, split.labels, split.mask))[0]
@@ -114,19 +125,31 @@ class Evaluated:
     images_per_sec: float  # forward passes (variants x examples) per second
 
 
-def map_variants(evaluate: Callable[[Any, Any], steps.Metrics], variants: Any, shared: Any,
-                 chunk: int, parallel: int, what: str) -> Evaluated:
+def map_variants(
+    evaluate: Callable[[Any, Any], steps.Metrics],
+    variants: Any,
+    shared: Any,
+    chunk: int,
+    parallel: int,
+    what: str,
+) -> Evaluated:
     """`evaluate(variant, shared)` for every variant along the leading axis of `variants`: one
     compiled call per `chunk` variants (the last chunk padded), `parallel` of them vmapped at
     once; `shared` (variables, data) is an argument of the call, not a constant in it."""
     count = len(jax.tree.leaves(variants)[0])
     chunk = max(1, min(chunk, count))
     padded = -(-count // chunk) * chunk
-    variants = jax.tree.map(lambda x: np.concatenate([x, np.repeat(x[-1:], padded - count, 0)]), variants)
-    batches = [jax.tree.map(lambda x, i=i: x[i:i + chunk], variants) for i in range(0, padded, chunk)]
+    variants = jax.tree.map(
+        lambda x: np.concatenate([x, np.repeat(x[-1:], padded - count, 0)]), variants
+    )
+    batches = [
+        jax.tree.map(lambda x, i=i: x[i : i + chunk], variants) for i in range(0, padded, chunk)
+    ]
 
     def run(batch, shared):
-        return jax.lax.map(lambda v: evaluate(v, shared), batch, batch_size=max(1, min(parallel, chunk)))
+        return jax.lax.map(
+            lambda v: evaluate(v, shared), batch, batch_size=max(1, min(parallel, chunk))
+        )
 
     start = time.perf_counter()
     compiled = jax.jit(run).lower(batches[0], shared).compile()
@@ -137,12 +160,15 @@ def map_variants(evaluate: Callable[[Any, Any], steps.Metrics], variants: Any, s
         done = min((i + 1) * chunk, count)
         images += int(np.sum(outputs[-1]["count"]))  # the padding's forward passes too
         elapsed = time.perf_counter() - start
-        log.info("%s: %d/%d in %.0f s (%.0f images/s).", what, done, count, elapsed, images / elapsed)
+        log.info(
+            "%s: %d/%d in %.0f s (%.0f images/s).", what, done, count, elapsed, images / elapsed
+        )
     seconds = time.perf_counter() - start
     sums = {k: np.concatenate([o[k] for o in outputs])[:count] for k in ("loss", "errors", "count")}
     counts = np.maximum(sums["count"], 1)
-    return Evaluated(sums["loss"] / counts, 100.0 * sums["errors"] / counts, compile_s, seconds,
-                     images / seconds)
+    return Evaluated(
+        sums["loss"] / counts, 100.0 * sums["errors"] / counts, compile_s, seconds, images / seconds
+    )
 
 
 def require_positive(**values: int) -> None:
@@ -152,7 +178,9 @@ def require_positive(**values: int) -> None:
             raise ConfigError(f"--{name} must be at least 1, got {value}.")
 
 
-def workdirs(workdir: str | None, sweep_dir: str | None, nets: list[str] | None = None) -> list[epath.Path]:
+def workdirs(
+    workdir: str | None, sweep_dir: str | None, nets: list[str] | None = None
+) -> list[epath.Path]:
     """The workdir, or every finished run (NET/seed<k>/summary.json) of a sweep directory
     whose net is in `nets` (default: all)."""
     if (workdir is None) == (sweep_dir is None):
@@ -161,7 +189,11 @@ def workdirs(workdir: str | None, sweep_dir: str | None, nets: list[str] | None 
         if not epath.Path(workdir).is_dir():
             raise CheckpointError(f"Workdir {workdir} does not exist.")
         return [epath.Path(workdir)]
-    found = sorted(epath.Path(sweep_dir).glob("*/seed*/summary.json")) if epath.Path(sweep_dir).is_dir() else []
+    found = (
+        sorted(epath.Path(sweep_dir).glob("*/seed*/summary.json"))
+        if epath.Path(sweep_dir).is_dir()
+        else []
+    )
     found = [p.parent for p in found if nets is None or p.parent.parent.name in nets]
     if not found:
         raise CheckpointError(f"No finished run (NET/seed<k>/summary.json) in {sweep_dir}.")

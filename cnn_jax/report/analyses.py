@@ -15,7 +15,11 @@ from cnn_jax.report.runs import Sweep
 
 def lesion_records(sweep: Sweep) -> list[dict[str, Any]]:
     """The lesion.json of every run of the sweep that has one."""
-    paths = [_workdir(sweep, net, run.seed) / "lesion.json" for net, runs in sweep.runs.items() for run in runs]
+    paths = [
+        _workdir(sweep, net, run.seed) / "lesion.json"
+        for net, runs in sweep.runs.items()
+        for run in runs
+    ]
     return [json.loads(p.read_text()) for p in paths if p.exists()]
 
 
@@ -51,10 +55,14 @@ def lines(sweep: Sweep) -> list[str]:
     for net, records in sorted(by_net.items(), key=lambda item: _order(item[0])):
         rises = [lesion.single_block_increase(r) for r in records]
         worst = max(records[0]["blocks"], key=lambda b: -1 if b["error"] is None else b["error"])
-        half = [_k_error(r, len([b for b in r["blocks"] if b["error"] is not None]) // 2) for r in records]
+        half = [
+            _k_error(r, len([b for b in r["blocks"] if b["error"] is not None]) // 2)
+            for r in records
+        ]
+        baseline = np.mean([r["baseline_error"] for r in records])
         out.append(
             f"Deleting one block of {runs_lib.label(net)} raises its test error by "
-            f"{np.mean(rises):.1f} points on average (from {np.mean([r['baseline_error'] for r in records]):.1f}% "
+            f"{np.mean(rises):.1f} points on average (from {baseline:.1f}% "
             f"on {records[0].get('examples', '?')} test images; "
             f"worst: {worst['block']}, {worst['error']:.1f}%); deleting half its deletable blocks "
             f"at random gives {np.nanmean(half):.1f}% ({len(records)} seed(s))."
@@ -69,10 +77,12 @@ def lines(sweep: Sweep) -> list[str]:
             f"{100 * numbers['nonconvex_share']:.0f}% of the grid curving downward."
         )
     if out:
-        out.append("Papers: deleting one block of a CIFAR-10 ResNet-110 barely changes its error while "
-                   "deleting one layer of a VGG-style plain net drops it to chance, about 90% (Veit et al. "
-                   "2016); ResNet-56's surface is smooth and nearly convex, the same net without "
-                   "shortcuts chaotic, more so with depth (Li et al. 2018).")
+        out.append(
+            "Papers: deleting one block of a CIFAR-10 ResNet-110 barely changes its error while "
+            "deleting one layer of a VGG-style plain net drops it to chance, about 90% (Veit et "
+            "al. 2016); ResNet-56's surface is smooth and nearly convex, the same net without "
+            "shortcuts chaotic, more so with depth (Li et al. 2018)."
+        )
     return out
 
 
