@@ -3,6 +3,7 @@ r"""Speed of the real train step on synthetic data of the model's input size.
     python -m experiments.benchmark --model=cifar_resnet20 --batch_size=128
     python -m experiments.benchmark --model=cifar_resnet56 --batch_size=128 --compare=torch
     python -m experiments.benchmark --model=resnet50 --batch_size=256 --dtype=bfloat16
+    python -m experiments.benchmark --model=cifar_resnet56 --batch_size=1000 --inference
 
 Each of `--rounds` rounds times one call of `--steps` steps; the numbers are the medians. The
 last line printed is one JSON object: images_per_sec, step_ms, compile_s, peak_memory_bytes
@@ -11,6 +12,8 @@ batch: forward and backward, as `experiments.summary` counts them) and achieved_
 With --compare=torch the rounds alternate between our step and the PyTorch twin's (which runs
 in a child process, idle while ours runs), which cancels most of a shared machine's drift; the
 JSON adds both sides' images/s per round, the twin's median and the ratio (ours / PyTorch).
+With --inference the timed call is the evaluation's (`steps.make_evaluate`: BN statistics, no
+gradients) over `--steps` batches, and FLOPs count the forward pass only (2 x multiply-adds).
 """
 
 import json
@@ -37,6 +40,9 @@ _TORCH_CHANNELS_LAST = flags.DEFINE_bool(
 )
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", None, "Input height = width (default: the model's).")
 _SCAN = flags.DEFINE_bool("scan", None, "CIFAR nets: scan over identical blocks (default: the model's).")
+_WIDTH = flags.DEFINE_integer("width", None, "CIFAR nets: first-stage filters (default: the config's, 16).")
+_INFERENCE = flags.DEFINE_bool(
+    "inference", False, "Time the evaluation's forward pass (steps batches per call) instead of the train step.")
 
 log = logging.getLogger("experiments.benchmark")
 
@@ -44,7 +50,9 @@ log = logging.getLogger("experiments.benchmark")
 CIFAR_TRAIN_ROWS = 50_000
 
 
-def benchmark_config(model: str, batch_size: int, dtype: str, scan: bool | None = None) -> ml_collections.ConfigDict:
+def benchmark_config(
+    model: str, batch_size: int, dtype: str, scan: bool | None = None, width: int | None = None
+) -> ml_collections.ConfigDict:
     """The model's experiment config where one exists (cifar_*), else the CIFAR recipe (SGD,
     momentum, weight decay) applied to `model`."""
     if model in configs.names():
@@ -55,18 +63,24 @@ def benchmark_config(model: str, batch_size: int, dtype: str, scan: bool | None 
     config.model.dtype = dtype
     if scan is not None:
         config.model.scan = scan
+    if width is not None:
+        config.model.width = width
     config.train.batch_size = batch_size
     return config
 
 
 def prepare(
-    model_name: str, batch_size: int, dtype: str, image_size: int | None = None, scan: bool | None = None
+    model_name: str, batch_size: int, dtype: str, image_size: int | None = None, scan: bool | None = None,
+    inference: bool = False, width: int | None = None,
 ) -> tuple[Callable[[int], float], dict[str, Any]]:
     """Builds, compiles and warms up (2 steps) the train step.
 
     Returns `run(steps) -> seconds`, which times that many steps in one call, and what does not
     depend on the timing: the model, the backend, compile_s, FLOPs per step and parameters.
+    `inference`: the steps are evaluation batches (see `prepare_inference`).
     """
+    if inference:
+        return prepare_inference(model_name, batch_size, dtype, image_size, scan, width)
     import jax
 
     from cnn_jax import models
@@ -77,7 +91,7 @@ def prepare(
     from cnn_jax import sharding
     from cnn_jax.training import optim, state as state_lib, steps as steps_lib
 
-    config = benchmark_config(model_name, batch_size, dtype, scan)
+    config = benchmark_config(model_name, batch_size, dtype, scan, width)
     shape = models.input_shape(model_name, image_size)
     num_classes = 10 if model_name.startswith(("cifar", "lenet")) else 1000
     model = models.from_config(config.model, num_classes)
@@ -117,6 +131,57 @@ def prepare(
     return run, info
 
 
+def prepare_inference(
+    model_name: str, batch_size: int, dtype: str, image_size: int | None = None, scan: bool | None = None,
+    width: int | None = None,
+) -> tuple[Callable[[int], float], dict[str, Any]]:
+    """`prepare` for the evaluation's forward pass: `run(steps)` times one call of the compiled
+    evaluation over `steps` batches of random images (compiled once per number of steps)."""
+    import jax
+
+    from cnn_jax import models, sharding
+    from cnn_jax.data import in_memory
+    from cnn_jax.data.datasets import Split
+    from cnn_jax.models import summary
+    from cnn_jax.training import optim, state as state_lib, steps as steps_lib
+
+    config = benchmark_config(model_name, batch_size, dtype, scan, width)
+    shape = models.input_shape(model_name, image_size)
+    num_classes = 10 if model_name.startswith(("cifar", "lenet")) else 1000
+    model = models.from_config(config.model, num_classes)
+    mesh = sharding.make_mesh()
+    state = state_lib.stack([state_lib.create(model, optim.direction(config), config, np.zeros(shape, np.float32), mesh)])
+    evaluate = steps_lib.make_evaluate(model, mesh)
+    rng = np.random.default_rng(0)
+    splits: dict[int, Any] = {}
+
+    def split_of(steps: int):
+        if steps not in splits:
+            rows = steps * batch_size
+            split = Split(rng.integers(0, 256, (rows, *shape), np.uint8), rng.integers(0, num_classes, rows, np.int32))
+            splits[steps] = in_memory.put_eval(split, batch_size, mesh)
+        return splits[steps]
+
+    start = time.perf_counter()
+    jax.block_until_ready(evaluate(state, split_of(1)))
+    compile_s = time.perf_counter() - start
+
+    def run(steps: int) -> float:
+        data = split_of(steps)
+        jax.block_until_ready(evaluate(state, data))  # compiles for this number of batches
+        start = time.perf_counter()
+        jax.block_until_ready(evaluate(state, data))
+        return time.perf_counter() - start
+
+    info = {
+        "model": model_name, "batch_size": batch_size, "dtype": dtype, "backend": jax.default_backend(),
+        "devices": mesh.size, "compile_s": compile_s, "inference": True,
+        "flops_per_step": 2.0 * summary.totals(summary.layer_table(model, shape))[1] * batch_size,
+        "params": state_lib.num_params(state.params), "scan": config.model.get("scan"),
+    }
+    return run, info
+
+
 def peak_memory_bytes() -> int | None:
     """Peak memory of the first device so far, where the backend reports it (not CPUs)."""
     import jax
@@ -135,10 +200,11 @@ def speed(info: dict[str, Any], steps: int, seconds: float) -> dict[str, float]:
 
 def measure(
     model_name: str, batch_size: int, steps: int, dtype: str, image_size: int | None = None,
-    scan: bool | None = None, rounds: int = 1,
+    scan: bool | None = None, rounds: int = 1, inference: bool = False, width: int | None = None,
 ) -> dict:
-    """Compiles the train step and times `rounds` calls of `steps` steps; reports the median."""
-    run, info = prepare(model_name, batch_size, dtype, image_size, scan)
+    """Compiles the train step (or the evaluation) and times `rounds` calls of `steps` steps;
+    reports the median."""
+    run, info = prepare(model_name, batch_size, dtype, image_size, scan, inference, width)
     seconds = statistics.median(run(steps) for _ in range(rounds))
     return {**info, **speed(info, steps, seconds), "peak_memory_bytes": peak_memory_bytes()}
 
@@ -177,6 +243,10 @@ def main(argv: list[str]) -> None:
     import jax
 
     jax.config.update("jax_enable_compilation_cache", False)  # compile_s times a real compile
+    if _COMPARE.value and (_INFERENCE.value or _WIDTH.value):
+        from cnn_jax.errors import ConfigError
+
+        raise ConfigError("--compare=torch times the train step at the paper's width; drop --inference and --width.")
     if _COMPARE.value == "torch":
         result = compare_with_torch(
             _MODEL.value, _BATCH.value, _STEPS.value, _DTYPE.value, _ROUNDS.value, _SCAN.value,
@@ -184,7 +254,7 @@ def main(argv: list[str]) -> None:
         )
     else:
         result = measure(_MODEL.value, _BATCH.value, _STEPS.value, _DTYPE.value, _IMAGE_SIZE.value,
-                         _SCAN.value, _ROUNDS.value)
+                         _SCAN.value, _ROUNDS.value, _INFERENCE.value, _WIDTH.value)
     log.info("%s: %.1f images/s, %.1f ms/step, compiled in %.1f s.", result["model"],
              result["images_per_sec"], result["step_ms"], result["compile_s"])
     if "ratio" in result:

@@ -2,6 +2,7 @@
 
 import os
 
+import jax
 import pytest
 
 from cnn_jax import models
@@ -90,3 +91,14 @@ def test_a_failure_in_the_twins_process_is_raised_here():
 def test_a_twin_whose_process_dies_is_reported_not_waited_for():
     with pytest.raises(RuntimeError, match="ended without an answer"):
         torch_reference.step_timer_in_subprocess("cifar_resnet20", 8, timer=dying_timer)
+
+
+def test_inference_times_the_evaluation_forward_pass_at_a_width():
+    result = benchmark.measure("cifar_resnet20", batch_size=8, steps=2, dtype="float32", inference=True, width=4)
+
+    assert result["inference"] and result["images_per_sec"] > 0 and result["compile_s"] > 0
+    narrow = models.create("cifar_resnet20", width=4)
+    assert result["params"] == sum(x.size for x in jax.tree.leaves(
+        narrow.init(jax.random.key(0), jax.numpy.zeros((1, 32, 32, 3)))["params"]))
+    multiply_adds = summary.totals(summary.layer_table(narrow, (32, 32, 3)))[1]
+    assert result["flops_per_step"] == pytest.approx(2 * multiply_adds * 8)  # forward only

@@ -221,3 +221,46 @@ def test_live_plot_keeps_each_runs_curves_and_draws_plain_and_resnet_panels(tmp_
     assert [line.get_label() for line in plain.lines if not line.get_label().startswith("_")] == ["plain-56"]
     assert [tuple(line.get_ydata()) for line in resnet.lines] == [(40.0, 30.0), (40.0,)]
     assert plot.png().startswith(b"\x89PNG")
+
+
+def write_lesion(workdir: pathlib.Path, net: str, baseline: float, rise: float) -> None:
+    """lesion.json as experiments.lesion writes it: 27 blocks, each raising the error by `rise`."""
+    plain = "plain" in net
+    blocks = [{"block": f"stage{s}_block{i}", "error": None if plain and s > 1 and i == 1 else baseline + rise}
+              for s in (1, 2, 3) for i in range(1, 10)]
+    k_curve = [{"deleted": k, "errors": [min(90.0, baseline + rise * k)] * 2} for k in range(1, 26)]
+    record = {"net": net, "seed": 0, "examples": 10_000, "baseline_error": baseline, "blocks": blocks, "k_curve": k_curve, "draws": 2}
+    (workdir / "lesion.json").write_text(json.dumps(record))
+
+
+def write_landscape(workdir: pathlib.Path, net: str, bumps: float) -> None:
+    """landscape.npz: a bowl, with `bumps` of ripples on top."""
+    alphas = np.linspace(-1, 1, 11)
+    a, b = np.meshgrid(alphas, alphas, indexing="ij")
+    loss = 0.1 + a ** 2 + b ** 2 + bumps * (np.sin(9 * a) * np.sin(9 * b) + 1)
+    with (workdir / "landscape.npz").open("wb") as f:
+        np.savez(f, alphas=alphas, betas=alphas, loss=loss, error=10 * loss, curve_alphas=alphas,
+                 curve_loss=loss[:, 5], curve_error=10 * loss[:, 5], net=net, seed=0, span=1.0, examples=512)
+
+
+def test_lesion_studies_and_landscapes_of_the_runs_are_drawn_and_described(tmp_path):
+    directory = write_sweep(tmp_path / "figure6", DEGRADED)
+    for net, rise, bumps in (("cifar_plain56", 60.0, 2.0), ("cifar_resnet56", 0.5, 0.0)):
+        write_lesion(directory / net / "seed0", net, 10.0, rise)
+        write_landscape(directory / net / "seed0", net, bumps)
+    written = {p.name for p in report.write(directory)}
+    assert {"lesion.png", "landscape.png"} <= written
+    assert_png(directory / "lesion.png") and assert_png(directory / "landscape.png")
+    text = read_report(directory)
+    assert "Deleting one block of plain-56 raises its test error by 60.0 points on average" in text
+    assert "Deleting one block of ResNet-56 raises its test error by 0.5 points on average (from " \
+           "10.0% on 10000 test images" in text
+    assert "Loss landscape of ResNet-56 (seed 0, 11x11 grid, span 1, 512 training images): loss 0.100 " \
+           "at the solution" in text and "0% of the grid curving downward" in text
+    plain = next(line for line in text.splitlines() if line.startswith("- Loss landscape of plain-56"))
+    assert not plain.endswith(" 0% of the grid curving downward.")
+
+
+def test_sweeps_without_lesions_or_landscapes_leave_them_out(degraded):
+    text = read_report(degraded)
+    assert "Why residual nets train" not in text and not (degraded / "lesion.png").exists()

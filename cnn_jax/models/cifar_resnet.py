@@ -50,8 +50,8 @@ class RepeatedBlock(nn.Module):
     block: functools.partial
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray, _: None) -> tuple[jnp.ndarray, None]:
-        return self.block(name="block")(x), None
+    def __call__(self, x: jnp.ndarray, keep: jnp.ndarray | None) -> tuple[jnp.ndarray, None]:
+        return self.block(name="block")(x, keep), None
 
 
 class CifarResNet(nn.Module):
@@ -90,7 +90,8 @@ class CifarResNet(nn.Module):
         super().__post_init__()
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+    def __call__(self, x: jnp.ndarray, train: bool = False, keep: jnp.ndarray | None = None) -> jnp.ndarray:
+        """`keep`: None, or one multiplier per block in network order (see BasicBlock)."""
         conv = layers.conv(self.dtype, self.conv)
         norm = layers.batch_norm(train, self.dtype)
         n = blocks_per_stage(self.depth)
@@ -108,7 +109,8 @@ class CifarResNet(nn.Module):
                 norm=norm,
                 act=self.act,
             )
-            x = block(strides=strides, name=f"stage{stage + 1}_block1")(x)
+            keeps = [None] * n if keep is None else keep[stage * n:(stage + 1) * n]
+            x = block(strides=strides, name=f"stage{stage + 1}_block1")(x, keeps[0])
             if self.scan and n > 1:
                 repeated = nn.remat(RepeatedBlock) if self.remat else RepeatedBlock
                 blocks = nn.scan(
@@ -117,10 +119,11 @@ class CifarResNet(nn.Module):
                     split_rngs={"params": True},
                     length=n - 1,
                 )
-                x, _ = blocks(functools.partial(block, strides=1), name=f"stage{stage + 1}_blocks")(x, None)
+                rest = None if keep is None else keeps[1:]
+                x, _ = blocks(functools.partial(block, strides=1), name=f"stage{stage + 1}_blocks")(x, rest)
                 continue
             for i in range(2, n + 1):
-                x = block(strides=1, name=f"stage{stage + 1}_block{i}")(x)
+                x = block(strides=1, name=f"stage{stage + 1}_block{i}")(x, keeps[i - 1])
         x = jnp.mean(x, axis=(1, 2))
         return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x).astype(jnp.float32)
 

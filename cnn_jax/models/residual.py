@@ -49,7 +49,11 @@ def add_shortcut(block: nn.Module, branch: jnp.ndarray, shortcut: jnp.ndarray) -
 
 
 class BasicBlock(nn.Module):
-    """Two 3x3 convolutions with BN; the shortcut (if residual) joins before the last ReLU."""
+    """Two 3x3 convolutions with BN; the shortcut (if residual) joins before the last ReLU.
+
+    `keep` (lesion studies, Veit et al. 2016) scales the block: 0 deletes it, leaving a
+    residual block's shortcut, or the identity in a plain block of unchanged shape.
+    """
 
     filters: int
     strides: int
@@ -60,11 +64,16 @@ class BasicBlock(nn.Module):
     act: Callable = nn.relu
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    def __call__(self, x: jnp.ndarray, keep: jnp.ndarray | None = None) -> jnp.ndarray:
         y = self.conv(self.filters, (3, 3), strides=self.strides)(x)
         y = self.act(self.norm()(y))
         y = self.conv(self.filters, (3, 3))(y)
         y = self.norm()(y)
         if self.residual:
+            y = y if keep is None else keep.astype(y.dtype) * y
             y = add_shortcut(self, y, Shortcut(self.filters, self.strides, self.shortcut, self.conv, self.norm)(x))
-        return self.act(y)
+            return self.act(y)
+        y = self.act(y)
+        if keep is None or y.shape != x.shape:
+            return y
+        return keep.astype(y.dtype) * y + (1 - keep.astype(y.dtype)) * x

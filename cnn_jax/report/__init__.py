@@ -1,5 +1,6 @@
 """The degradation experiment's report from a sweep directory (experiments/sweeps.py):
-Figure 1, Figure 6, per-stage gradient diagnostics, and report.md with Table 6.
+Figure 1, Figure 6, per-stage gradient diagnostics, the lesion studies and loss landscapes of
+the runs that have them, and report.md with Table 6.
 
     from cnn_jax import report
     paths = report.write("runs/figure6")  # figure1.png, figure6.png, diagnostics.png, report.md
@@ -7,7 +8,7 @@ Figure 1, Figure 6, per-stage gradient diagnostics, and report.md with Table 6.
 
 from etils import epath
 
-from cnn_jax.report import figures, tables
+from cnn_jax.report import analyses, figures, tables
 from cnn_jax.report.runs import Sweep, load_sweep
 
 __all__ = ["FIGURES", "Sweep", "load_sweep", "write"]
@@ -17,6 +18,8 @@ FIGURES = (
     ("figure1.png", "Figure 1 (plain-20 vs plain-56)", figures.figure1),
     ("figure6.png", "Figure 6 (plain nets, ResNets, ResNet-110 vs 1202)", figures.figure6),
     ("diagnostics.png", "Per-stage gradient norms and residual ratios", figures.diagnostics),
+    ("lesion.png", "Lesion study (Veit et al. 2016)", analyses.lesion_figure),
+    ("landscape.png", "Loss landscapes (Li et al. 2018)", analyses.landscape_figure),
 )
 
 
@@ -31,5 +34,5 @@ def write(sweep_dir: epath.PathLike, out_dir: epath.PathLike | None = None) -> l
         drawn[title] = name if draw(sweep, out / name) else None
         if drawn[title]:
             written.append(out / name)
-    (out / "report.md").write_text(tables.markdown(sweep, drawn))
+    (out / "report.md").write_text(tables.markdown(sweep, drawn, analyses.lines(sweep)))
     return written + [out / "report.md"]

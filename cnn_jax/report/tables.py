@@ -163,8 +163,9 @@ def settings(sweep: Sweep) -> list[str]:
     return lines
 
 
-def markdown(sweep: Sweep, figures: dict[str, str | None]) -> str:
-    """The whole report.md; `figures` maps a figure's title to its file name (None: not drawn)."""
+def markdown(sweep: Sweep, figures: dict[str, str | None], analyses: list[str] | None = None) -> str:
+    """The whole report.md; `figures` maps a figure's title to its file name (None: not drawn);
+    `analyses`: lines on the runs' lesion studies and loss landscapes."""
     verdicts = [degradation_verdict(sweep), fix_verdict(sweep), same_depth_verdict(sweep)]
     parts = [f"# Degradation experiment (He et al. 2015) on {', '.join(_datasets(sweep))}", "",
              f"Sweep: `{sweep.directory}`", "", "## Verdicts", ""]
@@ -180,6 +181,9 @@ def markdown(sweep: Sweep, figures: dict[str, str | None]) -> str:
                   "On one fixed training batch at the last diagnostics step, mean over seeds. "
                   "Vanishing gradients would show as a first-stage norm far below the last's in "
                   "the deep plain nets."]
+    if analyses:
+        parts += ["", "## Why residual nets train: lesions and loss landscapes", ""]
+        parts += [f"- {line}" for line in analyses]
     parts += ["", "## Figures", ""]
     parts += [f"- {title}: [{name}]({name})" if name else f"- {title}: not drawn (no such nets)"
               for title, name in figures.items()]
