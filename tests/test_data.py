@@ -5,6 +5,7 @@ import io
 import os
 import pickle
 import socket
+import sys
 import tarfile
 
 import ml_collections
@@ -203,3 +204,9 @@ def test_tfds_offline_download_fails_in_seconds_with_advice(tmp_path, monkeypatc
 def test_tfds_without_download_says_how_to_prepare(tmp_path):
     with pytest.raises(DataError, match="not prepared .*tfds build cifar10"):
         datasets.load(dataset_config(source="tfds", data_dir=str(tmp_path), download=False))
+
+
+def test_tfds_without_tensorflow_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # `import tensorflow` fails
+    with pytest.raises(DataError, match="needs TensorFlow.*pip install tensorflow-cpu.*source=files"):
+        datasets.load(dataset_config(source="tfds"))

@@ -40,6 +40,40 @@ def test_committed_notebooks_carry_no_outputs_and_have_a_parameters_cell(path):
     assert "smoke = False" in code[0].source
 
 
+def install_command(path: pathlib.Path, monkeypatch, *, gpu: bool, has: set[str]) -> list[str]:
+    """The pip command the notebook's install cell runs on a machine without cnn_jax that has
+    the modules in `has` installed (and a GPU if `gpu`); nothing is installed."""
+    import importlib.util
+    import subprocess
+
+    install_cell = nbformat.read(path, as_version=4).cells[2].source
+    assert "pip" in install_cell
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: find_spec(name, *a) if name in has else None)
+    commands = []
+
+    def run(command, **kwargs):
+        commands.append(command)
+        return subprocess.CompletedProcess(command, 0 if gpu or command[0] != "which" else 1)
+
+    monkeypatch.setattr(subprocess, "run", run)
+    monkeypatch.delenv("COLAB_TPU_ADDR", raising=False)
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")  # the cell's default, undone afterwards
+    exec(install_cell, {"repository": "https://example.org/cnn_jax"})
+    return commands[-1]
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.name)
+def test_install_cell_keeps_the_runtimes_jax_and_tensorflow(path, monkeypatch):
+    colab_gpu = install_command(path, monkeypatch, gpu=True, has={"jax", "tensorflow"})
+    assert colab_gpu[-1] == "cnn_jax @ git+https://example.org/cnn_jax"
+    bare_gpu = install_command(path, monkeypatch, gpu=True, has=set())
+    assert bare_gpu[-1] == "cnn_jax[cuda12,tfds] @ git+https://example.org/cnn_jax"
+    cpu = install_command(path, monkeypatch, gpu=False, has={"jax"})
+    assert cpu[-1] == "cnn_jax[cpu,tfds] @ git+https://example.org/cnn_jax"
+
+
 def test_degradation_notebook_trains_restores_and_reports(tmp_path):
     texts = "\n".join(outputs(run("degradation_colab_tpu.ipynb", tmp_path, smoke=True)))
 

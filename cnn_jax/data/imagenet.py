@@ -748,8 +748,7 @@ def _tf():
     """TensorFlow, imported late (it is slow to load) and kept off the accelerators."""
     global _TF
     if _TF is None:
-        import tensorflow as tf
-
+        tf = tfds_source.require_tensorflow("streaming ImageNet-style data sets")
         try:  # tf.data only needs the CPU; leave GPU memory to JAX.
             tf.config.set_visible_devices([], "GPU")
         except RuntimeError:  # already initialized by someone else: leave it

@@ -11,6 +11,8 @@ from cnn_jax.errors import DataError
 
 def read(name: str, split: str, data_dir: str | None, download: bool = True) -> Arrays:
     """Reads `split` of the tfds data set `name`, preparing it in `data_dir` first if needed."""
+    require_tensorflow(f"reading {name} from tfds", "or read its distribution files with "
+                       "--config.dataset.source=files --config.dataset.data_dir=FOLDER")
     import tensorflow_datasets as tfds  # Imported late: TensorFlow is slow to load.
 
     builder = tfds.builder(name, data_dir=data_dir or None)
@@ -37,6 +39,19 @@ def read(name: str, split: str, data_dir: str | None, download: bool = True) -> 
         images.append(batch["image"])
         labels.append(batch["label"])
     return np.concatenate(images).astype(np.uint8), np.concatenate(labels).astype(np.int32)
+
+
+def require_tensorflow(purpose: str, advice: str = ""):
+    """TensorFlow, which tfds prepares and reads data sets with; without it one DataError that
+    says how to install it (cnn_jax's `tfds` extra, or any TensorFlow: Colab's will do)."""
+    try:
+        import tensorflow as tf
+    except ImportError:
+        raise DataError(
+            f"{purpose} needs TensorFlow, which is not installed; install it with "
+            f"`pip install tensorflow-cpu` (cnn_jax's tfds extra){', ' + advice if advice else ''}."
+        ) from None
+    return tf
 
 
 def check_download_hosts(name: str, builder, where: str, advice: str) -> None:
