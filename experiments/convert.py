@@ -94,8 +94,9 @@ def write(model: str, weights: str | pathlib.Path, workdir: str | pathlib.Path,
         zeros = jax.jit(lambda: jax.tree.map(lambda s: jax.numpy.zeros(s.shape, s.dtype), state),
                         out_shardings=replicated)()  # step 0, zero momentum and pixel mean
         put = lambda tree: jax.tree.map(lambda x: jax.device_put(x, replicated), tree)
-        filled = zeros.replace(params=put(variables["params"]),
-                               batch_stats=put(variables.get("batch_stats", {})))
+        params = put(variables["params"])
+        filled = zeros.replace(params=params, batch_stats=put(variables.get("batch_stats", {})),
+                               ema_params=jax.tree.map(jax.numpy.copy, params) if zeros.ema_params else {})
         ckpts = checkpoint.Checkpoints(workdir / "checkpoints", keep=config.checkpoint.keep)
         workdir_lib.write_atomically(workdir / workdir_lib.CONFIG,
                                      config.to_json_best_effort(indent=2) + "\n")

@@ -108,7 +108,8 @@ def test_a_run_starts_from_another_run_and_a_resume_ignores_init(tmp_path, fashi
             "dataset.data_dir": str(fashion_mnist_dir)}
     train.train_and_evaluate(configs.get_config("cifar_resnet20", tiny_overrides(**data)), tmp_path / "a")
     config = configs.get_config("cifar_resnet20", tiny_overrides(
-        **data, **{"init.workdir": str(tmp_path / "a"), "init.exclude": ("head",), "seed": 1}))
+        **data, **{"init.workdir": str(tmp_path / "a"), "init.exclude": ("head",), "seed": 1,
+                   "train.ema_decay": 0.5}))
 
     model = models.from_config(config.model, catalog.num_classes(config.dataset))
     fresh = state_lib.create(model, optim.direction(config), config, np.zeros((32, 32, 1), np.float32),
@@ -118,6 +119,8 @@ def test_a_run_starts_from_another_run_and_a_resume_ignores_init(tmp_path, fashi
     where = from_where({"params": started.params, "batch_stats": started.batch_stats},
                        fresh.variables, source)
     assert {p for p, w in where.items() if w == "fresh"} == {"head/kernel", "head/bias"}
+    # The parameter average starts from the copied parameters.
+    jax.tree.map(np.testing.assert_array_equal, started.ema_params, started.params)
 
     config.train.steps = 6
     train.train_and_evaluate(config, tmp_path / "b")

@@ -101,7 +101,7 @@ def split_sums(
     """Loss and error sums of `apply(variables, images, train=False)` over a split, with the
     training loop's evaluation code (`steps.batch_sums`)."""
     model = types.SimpleNamespace(apply=apply)
-    state = types.SimpleNamespace(variables=variables)
+    state = types.SimpleNamespace(eval_variables=variables)
 
     def add_batch(sums, batch):
         images, labels, mask = batch

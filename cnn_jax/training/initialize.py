@@ -25,6 +25,7 @@ import re
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -150,4 +151,6 @@ def from_checkpoint(state: TrainState, config: ml_collections.ConfigDict) -> Tra
     place = lambda new, old: jax.device_put(new, old.sharding) if new is not old else old
     params = jax.tree.map(place, variables["params"], state.params)
     batch_stats = jax.tree.map(place, variables.get("batch_stats", {}), state.batch_stats)
-    return state.replace(params=params, batch_stats=batch_stats)
+    # A parameter average (train.ema_decay) starts from the copied parameters, as from fresh ones.
+    ema_params = jax.tree.map(jnp.copy, params) if state.ema_params else state.ema_params
+    return state.replace(params=params, batch_stats=batch_stats, ema_params=ema_params)
