@@ -1,6 +1,5 @@
 """Reading the data sets from their distribution files and from tfds, into host memory."""
 
-import gzip
 import io
 import os
 import pickle
@@ -15,6 +14,7 @@ import tensorflow_datasets as tfds
 
 from cnn_jax.data import datasets, files
 from cnn_jax.errors import ConfigError, DataError
+from tests.conftest import write_idx
 
 
 def dataset_config(**values) -> ml_collections.ConfigDict:
@@ -50,12 +50,6 @@ def write_cifar10_archive(directory, per_batch=4):
             rows = slice(i * per_batch, (i + 1) * per_batch)
             add_to_tar(tar, f"cifar-10-batches-py/{name}", cifar_batch(images[rows], labels[rows], b"labels"))
     return images, labels
-
-
-def write_idx(path, array: np.ndarray) -> None:
-    header = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
 
 
 def test_cifar10_archive_is_read_in_nhwc_order(tmp_path):

@@ -15,7 +15,7 @@ from cnn_jax import sharding
 from cnn_jax.training import checkpoint, optim, steps, train
 from cnn_jax.training import state as state_lib
 from experiments import configs
-from tests.test_train import idx_config, idx_dir  # noqa: F401 (fixture)
+from tests.test_train import idx_config
 
 IMAGE = (32, 32, 1)
 

@@ -10,7 +10,6 @@ import time
 
 import pytest
 
-from tests.test_train import idx_dir  # noqa: F401 (fixture)
 from tests.test_workdir import (assert_same_params, command, finish, rows_without_timing,
                                 saved_steps, start, wait_for)
 

@@ -1,6 +1,5 @@
 """The paper's schedule and update rule (He et al. 2015, section 4.2)."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 

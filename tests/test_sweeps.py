@@ -6,13 +6,12 @@ import sys
 
 import jax
 import numpy as np
-import pytest
 
 from cnn_jax.data import augment, datasets
 from cnn_jax.training import checkpoint, evaluation, metrics, train
-from experiments import configs, sweeps
+from experiments import sweeps
 from tests.conftest import ROOT, tiny_overrides
-from tests.test_train import idx_config, idx_dir  # noqa: F401 (fixture)
+from tests.test_train import idx_config
 
 
 def test_replicas_at_once_equal_one_after_another(tmp_path, idx_dir):

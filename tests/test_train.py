@@ -12,23 +12,6 @@ from cnn_jax.errors import CheckpointError, ConfigError, DivergedError
 from cnn_jax.training import checkpoint, metrics, train
 from experiments import configs
 from tests.conftest import tiny_overrides
-from tests.test_data import write_idx
-
-
-@pytest.fixture(scope="module")
-def idx_dir(tmp_path_factory) -> pathlib.Path:
-    """A small MNIST-format data set: 256 training and 64 test images of 10 classes."""
-    directory = tmp_path_factory.mktemp("idx")
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 10, 320)
-    # Each class has its own brightness under the noise: learnable in a few steps.
-    noise = rng.integers(0, 40, (320, 28, 28))
-    images = (20 * labels[:, None, None] + noise).astype(np.uint8)
-    write_idx(directory / "train-images-idx3-ubyte.gz", images[:256])
-    write_idx(directory / "train-labels-idx1-ubyte.gz", labels[:256])
-    write_idx(directory / "t10k-images-idx3-ubyte.gz", images[256:])
-    write_idx(directory / "t10k-labels-idx1-ubyte.gz", labels[256:])
-    return directory
 
 
 def idx_config(idx_dir, name="cifar_resnet20", **extra):

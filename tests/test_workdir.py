@@ -3,7 +3,6 @@ kill -9. The crash tests run the command in real processes and stop them with re
 
 import json
 import os
-import pathlib
 import signal
 import socket
 import subprocess
@@ -18,7 +17,7 @@ from cnn_jax.errors import ConfigError
 from cnn_jax.training import checkpoint, metrics, train, workdir
 from experiments.train import default_workdir
 from tests.conftest import ROOT, tiny_overrides
-from tests.test_train import idx_config, idx_dir  # noqa: F401 (fixture)
+from tests.test_train import idx_config
 
 
 def command(idx_dir, run_dir, *extra, **overrides):
