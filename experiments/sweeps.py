@@ -54,10 +54,8 @@ def run(
     same `overrides` for all) and returns the summaries. `on_metrics(workdir, row)` sees every
     metrics row written (e.g. `cnn_jax.report.live.LivePlot()`); `allow_config_change` as in
     `train.train_and_evaluate`."""
-    from cnn_jax.training import (
-        train,
-        workdir as workdir_lib,
-    )  # Imported late: JAX is slow to load.
+    # Imported late: JAX is slow to load.
+    from cnn_jax.training import train, workdir as workdir_lib
 
     sweep_dir = epath.Path(sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)

@@ -183,9 +183,8 @@ def test_stored_relu_is_relu_with_its_gradient_and_keeps_nan():
     np.testing.assert_array_equal(
         jax.grad(lambda x: cpu.stored_relu(x).sum())(x), jax.grad(lambda x: jax.nn.relu(x).sum())(x)
     )
-    assert np.isnan(
-        cpu.stored_relu(jnp.array([jnp.nan]))[0]
-    )  # a diverged run stays visibly diverged
+    # A diverged run stays visibly diverged.
+    assert np.isnan(cpu.stored_relu(jnp.array([jnp.nan]))[0])
 
 
 def test_block_outputs_are_stored_once_not_recomputed_in_every_consumer():

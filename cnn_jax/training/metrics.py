@@ -82,10 +82,8 @@ class _Events:
     SummaryWriter writes from a thread of its own, which kill -9 leaves with nothing written)."""
 
     def __init__(self, workdir: epath.Path, resume_step: int):
-        from tensorboardX import (
-            event_file_writer,
-            summary,
-        )  # Imported here: only process 0 needs it.
+        # Imported here: only process 0 needs it.
+        from tensorboardX import event_file_writer, summary
         from tensorboardX.proto import event_pb2
 
         self._pb, self._scalar = event_pb2, summary.scalar
