@@ -38,11 +38,20 @@ _TORCH_CHANNELS_LAST = flags.DEFINE_bool(
     "torch_channels_last", False,
     "Time the PyTorch twin in channels-last (NHWC) memory format, its faster CPU layout.",
 )
-_IMAGE_SIZE = flags.DEFINE_integer("image_size", None, "Input height = width (default: the model's).")
-_SCAN = flags.DEFINE_bool("scan", None, "CIFAR nets: scan over identical blocks (default: the model's).")
-_WIDTH = flags.DEFINE_integer("width", None, "CIFAR nets: first-stage filters (default: the config's, 16).")
+_IMAGE_SIZE = flags.DEFINE_integer(
+    "image_size", None, "Input height = width (default: the model's)."
+)
+_SCAN = flags.DEFINE_bool(
+    "scan", None, "CIFAR nets: scan over identical blocks (default: the model's)."
+)
+_WIDTH = flags.DEFINE_integer(
+    "width", None, "CIFAR nets: first-stage filters (default: the config's, 16)."
+)
 _INFERENCE = flags.DEFINE_bool(
-    "inference", False, "Time the evaluation's forward pass (steps batches per call) instead of the train step.")
+    "inference",
+    False,
+    "Time the evaluation's forward pass (steps batches per call) instead of the train step.",
+)
 
 log = logging.getLogger("experiments.benchmark")
 
@@ -70,8 +79,13 @@ def benchmark_config(
 
 
 def prepare(
-    model_name: str, batch_size: int, dtype: str, image_size: int | None = None, scan: bool | None = None,
-    inference: bool = False, width: int | None = None,
+    model_name: str,
+    batch_size: int,
+    dtype: str,
+    image_size: int | None = None,
+    scan: bool | None = None,
+    inference: bool = False,
+    width: int | None = None,
 ) -> tuple[Callable[[int], float], dict[str, Any]]:
     """Builds, compiles and warms up (2 steps) the train step.
 
@@ -98,12 +112,16 @@ def prepare(
     mesh = sharding.make_mesh()
     rng = np.random.default_rng(0)
     rows = max(CIFAR_TRAIN_ROWS, batch_size) if shape[0] == 32 else 2 * batch_size
-    split = Split(rng.integers(0, 256, (rows, *shape), np.uint8), rng.integers(0, num_classes, rows, np.int32))
+    split = Split(
+        rng.integers(0, 256, (rows, *shape), np.uint8), rng.integers(0, num_classes, rows, np.int32)
+    )
     if shape[0] != 32:
         config.augment.crop_padding = 0  # ImageNet-size nets: no CIFAR padding
     data = in_memory.put_train(split, mesh)
     optimizer = optim.direction(config)
-    state = state_lib.stack([state_lib.create(model, optimizer, config, np.zeros(shape, np.float32), mesh)])
+    state = state_lib.stack(
+        [state_lib.create(model, optimizer, config, np.zeros(shape, np.float32), mesh)]
+    )
     train_steps = steps_lib.make_train_steps(model, optimizer, config, mesh)
     if jax.default_backend() == "cpu":
         onednn.available()  # a new machine builds the CPU kernels first (seconds): not compile_s
@@ -132,7 +150,11 @@ def prepare(
 
 
 def prepare_inference(
-    model_name: str, batch_size: int, dtype: str, image_size: int | None = None, scan: bool | None = None,
+    model_name: str,
+    batch_size: int,
+    dtype: str,
+    image_size: int | None = None,
+    scan: bool | None = None,
     width: int | None = None,
 ) -> tuple[Callable[[int], float], dict[str, Any]]:
     """`prepare` for the evaluation's forward pass: `run(steps)` times one call of the compiled
@@ -150,7 +172,13 @@ def prepare_inference(
     num_classes = 10 if model_name.startswith(("cifar", "lenet")) else 1000
     model = models.from_config(config.model, num_classes)
     mesh = sharding.make_mesh()
-    state = state_lib.stack([state_lib.create(model, optim.direction(config), config, np.zeros(shape, np.float32), mesh)])
+    state = state_lib.stack(
+        [
+            state_lib.create(
+                model, optim.direction(config), config, np.zeros(shape, np.float32), mesh
+            )
+        ]
+    )
     evaluate = steps_lib.make_evaluate(model, mesh)
     rng = np.random.default_rng(0)
     splits: dict[int, Any] = {}
@@ -158,7 +186,10 @@ def prepare_inference(
     def split_of(steps: int):
         if steps not in splits:
             rows = steps * batch_size
-            split = Split(rng.integers(0, 256, (rows, *shape), np.uint8), rng.integers(0, num_classes, rows, np.int32))
+            split = Split(
+                rng.integers(0, 256, (rows, *shape), np.uint8),
+                rng.integers(0, num_classes, rows, np.int32),
+            )
             splits[steps] = in_memory.put_eval(split, batch_size, mesh)
         return splits[steps]
 
@@ -174,10 +205,16 @@ def prepare_inference(
         return time.perf_counter() - start
 
     info = {
-        "model": model_name, "batch_size": batch_size, "dtype": dtype, "backend": jax.default_backend(),
-        "devices": mesh.size, "compile_s": compile_s, "inference": True,
+        "model": model_name,
+        "batch_size": batch_size,
+        "dtype": dtype,
+        "backend": jax.default_backend(),
+        "devices": mesh.size,
+        "compile_s": compile_s,
+        "inference": True,
         "flops_per_step": 2.0 * summary.totals(summary.layer_table(model, shape))[1] * batch_size,
-        "params": state_lib.num_params(state.params), "scan": config.model.get("scan"),
+        "params": state_lib.num_params(state.params),
+        "scan": config.model.get("scan"),
     }
     return run, info
 
@@ -226,7 +263,11 @@ def compare_with_torch(
     for _ in range(rounds):
         ours.append(run(steps))
         theirs.append(run_torch(steps))
-    result = {**info, **speed(info, steps, statistics.median(ours)), "peak_memory_bytes": peak_memory_bytes()}
+    result = {
+        **info,
+        **speed(info, steps, statistics.median(ours)),
+        "peak_memory_bytes": peak_memory_bytes(),
+    }
     torch_images_per_sec = steps * batch_size / statistics.median(theirs)
     return {
         **result,
@@ -246,7 +287,10 @@ def main(argv: list[str]) -> None:
     if _COMPARE.value and (_INFERENCE.value or _WIDTH.value):
         from cnn_jax.errors import ConfigError
 
-        raise ConfigError("--compare=torch times the train step at the paper's width; drop --inference and --width.")
+        raise ConfigError(
+            "--compare=torch times the train step at the paper's width; "
+            "drop --inference and --width."
+        )
     if _COMPARE.value == "torch":
         result = compare_with_torch(
             _MODEL.value, _BATCH.value, _STEPS.value, _DTYPE.value, _ROUNDS.value, _SCAN.value,

@@ -27,7 +27,14 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from experiments import cli, sweeps
-from experiments.train import ALLOW_CONFIG_CHANGE, CONFIG, WORKDIR, config_overrides, default_workdir, train
+from experiments.train import (
+    ALLOW_CONFIG_CHANGE,
+    CONFIG,
+    WORKDIR,
+    config_overrides,
+    default_workdir,
+    train,
+)
 
 _SWEEP = flags.DEFINE_enum("sweep", None, list(sweeps.SWEEPS), "Train every net of a figure.")
 _NETS = flags.DEFINE_list("nets", None, "With --sweep: these config names instead of the figure's.")
@@ -36,7 +43,9 @@ _REPLICAS = flags.DEFINE_enum(
     "replicas", "one_by_one", ["one_by_one", "at_once"],
     "With --sweep: train a net's seeds in turn, or together in one program (jax.vmap).",
 )
-_SWEEP_DIR = flags.DEFINE_string("sweep_dir", None, "With --sweep: where the runs go (default runs/<sweep>).")
+_SWEEP_DIR = flags.DEFINE_string(
+    "sweep_dir", None, "With --sweep: where the runs go (default runs/<sweep>)."
+)
 
 log = logging.getLogger("experiments.degradation")
 
@@ -46,7 +55,9 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     if _SWEEP.value is None:
         if CONFIG.value is None:
-            raise app.UsageError("--config (a name from experiments/configs) or --sweep is required.")
+            raise app.UsageError(
+                "--config (a name from experiments/configs) or --sweep is required."
+            )
         train(CONFIG.value, WORKDIR.value or default_workdir(CONFIG.value.name, config_overrides()))
         return
 
@@ -55,9 +66,18 @@ def main(argv: list[str]) -> None:
         arg = config_flags.get_config_filename(flags.FLAGS["config"]).partition(":")[2] or None
         overrides = config_overrides()
     nets = tuple(_NETS.value or sweeps.SWEEPS[_SWEEP.value])
-    sweep_dir = _SWEEP_DIR.value or default_workdir(_SWEEP.value + (f"_{arg}" if arg else ""), overrides)
-    summaries = sweeps.run(nets, _SEEDS.value, sweep_dir, arg, overrides, _REPLICAS.value == "at_once",
-                           allow_config_change=ALLOW_CONFIG_CHANGE.value)
+    sweep_dir = _SWEEP_DIR.value or default_workdir(
+        _SWEEP.value + (f"_{arg}" if arg else ""), overrides
+    )
+    summaries = sweeps.run(
+        nets,
+        _SEEDS.value,
+        sweep_dir,
+        arg,
+        overrides,
+        _REPLICAS.value == "at_once",
+        allow_config_change=ALLOW_CONFIG_CHANGE.value,
+    )
     log.info("%s: %d runs finished; python -m experiments.report %s draws the figures.",
              sweep_dir, len(summaries), sweep_dir)
 

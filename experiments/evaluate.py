@@ -3,7 +3,8 @@ papers' test protocols on an ImageNet run.
 
     python -m experiments.evaluate --workdir=runs/cifar_resnet56
     python -m experiments.evaluate --workdir=runs/cifar_resnet56 --step=32000
-    python -m experiments.evaluate --workdir=runs/imagenet_vgg16 --protocol=dense --scales=256,384,512
+    python -m experiments.evaluate --workdir=runs/imagenet_vgg16 --protocol=dense \
+      --scales=256,384,512
     python -m experiments.evaluate --workdir=runs/imagenet_resnet50 --protocol=ten_crop \
       --scales=224,256,384,480,640
 

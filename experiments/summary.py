@@ -25,7 +25,9 @@ from absl import flags
 from experiments import cli
 
 _MODEL = flags.DEFINE_string("model", None, "A name from cnn_jax.models.names().")
-_IMAGE_SIZE = flags.DEFINE_integer("image_size", None, "Input height = width (default: the model's).")
+_IMAGE_SIZE = flags.DEFINE_integer(
+    "image_size", None, "Input height = width (default: the model's)."
+)
 _NUM_CLASSES = flags.DEFINE_integer("num_classes", None, "Outputs (default: the model's).")
 _INCEPTION_MODULES = flags.DEFINE_boolean(
     "inception_modules", False,

@@ -54,16 +54,21 @@ def run(
     same `overrides` for all) and returns the summaries. `on_metrics(workdir, row)` sees every
     metrics row written (e.g. `cnn_jax.report.live.LivePlot()`); `allow_config_change` as in
     `train.train_and_evaluate`."""
-    from cnn_jax.training import train, workdir as workdir_lib  # Imported late: JAX is slow to load.
+    # Imported late: JAX is slow to load.
+    from cnn_jax.training import train, workdir as workdir_lib
 
     sweep_dir = epath.Path(sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     record = {"nets": list(nets), "seeds": seeds, "arg": arg, "overrides": overrides or {}}
-    workdir_lib.write_atomically(sweep_dir / "sweep.json", json.dumps(record, indent=2, default=str) + "\n")
+    workdir_lib.write_atomically(
+        sweep_dir / "sweep.json", json.dumps(record, indent=2, default=str) + "\n"
+    )
     summaries = []
     for net in nets:
         spec = f"{net}:{arg}" if arg else net
-        group = [configs.get_config(spec, {**(overrides or {}), "seed": seed}) for seed in range(seeds)]
+        group = [
+            configs.get_config(spec, {**(overrides or {}), "seed": seed}) for seed in range(seeds)
+        ]
         workdirs = [workdir(sweep_dir, net, seed) for seed in range(seeds)]
         log.info("%s: %d seed(s) %s.", net, seeds, "at once" if at_once else "one after another")
         if at_once:

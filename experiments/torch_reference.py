@@ -1,4 +1,5 @@
-"""A PyTorch twin of the CIFAR nets and their SGD step, to time against (`benchmark --compare=torch`).
+"""A PyTorch twin of the CIFAR nets and their SGD step, to time against
+(`benchmark --compare=torch`).
 
 Same architecture as cnn_jax.models.cifar_resnet (BN after every conv, option-A shortcuts,
 He-normal init) and the same update (momentum 0.9, weight decay 1e-4, lr 0.1), in the usual
@@ -40,7 +41,9 @@ def _modules():
         def __init__(self, depth: int, residual: bool, width: int, num_classes: int, channels: int):
             super().__init__()
             n = cifar_resnet.blocks_per_stage(depth)
-            self.stem = nn.Sequential(nn.Conv2d(channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+            self.stem = nn.Sequential(
+                nn.Conv2d(channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
+            )
             blocks, cin = [], width
             for filters, stride in zip(cifar_resnet.STAGE_FILTERS, cifar_resnet.STAGE_STRIDES):
                 cout = filters * width // 16

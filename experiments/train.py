@@ -61,7 +61,9 @@ def train(config, workdir: str) -> dict:
     """Trains `config` in `workdir` and logs how it ended; returns the summary."""
     from cnn_jax.training import train as train_lib  # Imported late: JAX is slow to load.
 
-    summary = train_lib.train_and_evaluate(config, workdir, allow_config_change=ALLOW_CONFIG_CHANGE.value)
+    summary = train_lib.train_and_evaluate(
+        config, workdir, allow_config_change=ALLOW_CONFIG_CHANGE.value
+    )
     errors = ", ".join(
         f"{split} error {summary[f'{split}_error']:.2f}%"
         for split in ("train", "val", "test")

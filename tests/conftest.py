@@ -1,8 +1,10 @@
 """Shared fixtures: tiny configs that train in seconds on a CPU."""
 
+import gzip
 import os
 import pathlib
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -33,6 +35,28 @@ def fashion_mnist_dir() -> pathlib.Path:
     if not (FASHION_MNIST / "train-images-idx3-ubyte.gz").exists():
         pytest.skip("needs Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist)")
     return FASHION_MNIST
+
+
+def write_idx(path, array: np.ndarray) -> None:
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope="module")
+def idx_dir(tmp_path_factory) -> pathlib.Path:
+    """A small MNIST-format data set: 256 training and 64 test images of 10 classes."""
+    directory = tmp_path_factory.mktemp("idx")
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 320)
+    # Each class has its own brightness under the noise: learnable in a few steps.
+    noise = rng.integers(0, 40, (320, 28, 28))
+    images = (20 * labels[:, None, None] + noise).astype(np.uint8)
+    write_idx(directory / "train-images-idx3-ubyte.gz", images[:256])
+    write_idx(directory / "train-labels-idx1-ubyte.gz", labels[:256])
+    write_idx(directory / "t10k-images-idx3-ubyte.gz", images[256:])
+    write_idx(directory / "t10k-labels-idx1-ubyte.gz", labels[256:])
+    return directory
 
 
 def pytest_configure(config):

@@ -10,7 +10,9 @@ from cnn_jax.data import augment
 def coordinate_images(batch: int) -> jnp.ndarray:
     """Images whose pixel (i, j) holds (i + 1, j + 1, image index): crops are easy to locate."""
     rows, cols = np.meshgrid(np.arange(32) + 1, np.arange(32) + 1, indexing="ij")
-    images = np.stack([rows, cols, np.zeros_like(rows)], -1)[None].repeat(batch, 0).astype(np.float32)
+    images = (
+        np.stack([rows, cols, np.zeros_like(rows)], -1)[None].repeat(batch, 0).astype(np.float32)
+    )
     images[..., 2] = np.arange(batch)[:, None, None]
     return jnp.asarray(images)
 

@@ -15,9 +15,13 @@ def test_measure_reports_speed_compile_time_and_model_flops():
 
     assert result["images_per_sec"] > 0 and result["step_ms"] > 0 and result["compile_s"] > 0
     assert result["params"] == 269_722 and result["backend"] == "cpu"
-    multiply_adds = summary.totals(summary.layer_table(models.create("cifar_resnet20"), (32, 32, 3)))[1]
+    multiply_adds = summary.totals(
+        summary.layer_table(models.create("cifar_resnet20"), (32, 32, 3))
+    )[1]
     assert result["flops_per_step"] == pytest.approx(6 * multiply_adds * 8)
-    assert result["achieved_flops_per_sec"] == pytest.approx(result["flops_per_step"] * 1000 / result["step_ms"])
+    assert result["achieved_flops_per_sec"] == pytest.approx(
+        result["flops_per_step"] * 1000 / result["step_ms"]
+    )
 
 
 def test_speed_converts_seconds_to_images_steps_and_flops():
@@ -79,7 +83,9 @@ def test_the_twin_runs_in_a_process_of_its_own():
     run, info = torch_reference.step_timer_in_subprocess(
         "cifar_resnet20", 8, timer=counting_timer, channels_last=True
     )
-    assert info["pid"] != os.getpid() and info["model"] == "cifar_resnet20" and info["channels_last"]
+    assert (
+        info["pid"] != os.getpid() and info["model"] == "cifar_resnet20" and info["channels_last"]
+    )
     assert [run(3), run(5)] == [3.0, 5.0]
 
 
@@ -94,7 +100,9 @@ def test_a_twin_whose_process_dies_is_reported_not_waited_for():
 
 
 def test_inference_times_the_evaluation_forward_pass_at_a_width():
-    result = benchmark.measure("cifar_resnet20", batch_size=8, steps=2, dtype="float32", inference=True, width=4)
+    result = benchmark.measure(
+        "cifar_resnet20", batch_size=8, steps=2, dtype="float32", inference=True, width=4
+    )
 
     assert result["inference"] and result["images_per_sec"] > 0 and result["compile_s"] > 0
     narrow = models.create("cifar_resnet20", width=4)

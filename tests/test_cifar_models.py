@@ -10,12 +10,21 @@ from cnn_jax.errors import ConfigError
 from cnn_jax.models import cifar_resnet, layers, residual
 
 # Table 6, recomputed from the layer specs with option A shortcuts (BN gamma/beta counted).
-RESNET_PARAMS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962, 1202: 19_421_274}
+RESNET_PARAMS = {
+    20: 269_722,
+    32: 464_154,
+    44: 658_586,
+    56: 853_018,
+    110: 1_727_962,
+    1202: 19_421_274,
+}
 OPTION_B_EXTRA = 2_752  # two 1x1 projections + BN, where the width grows (16->32, 32->64)
 
 
 def param_count(model, channels=3) -> int:
-    variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, channels))))
+    variables = jax.eval_shape(
+        lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, channels)))
+    )
     return sum(x.size for x in jax.tree.leaves(variables["params"]))
 
 
@@ -30,8 +39,14 @@ def test_plain_net_has_exactly_the_parameters_of_its_resnet(depth):
 
 
 def test_option_b_adds_two_projections():
-    assert param_count(models.create("cifar_resnet20", shortcut="B")) == RESNET_PARAMS[20] + OPTION_B_EXTRA
-    assert param_count(models.create("cifar_resnet56", shortcut="B")) == RESNET_PARAMS[56] + OPTION_B_EXTRA
+    assert (
+        param_count(models.create("cifar_resnet20", shortcut="B"))
+        == RESNET_PARAMS[20] + OPTION_B_EXTRA
+    )
+    assert (
+        param_count(models.create("cifar_resnet56", shortcut="B"))
+        == RESNET_PARAMS[56] + OPTION_B_EXTRA
+    )
 
 
 def test_option_c_projects_every_shortcut():
@@ -63,7 +78,9 @@ def test_output_is_logits_per_class_and_batch_stats_update_in_training():
 
 
 def test_width_scales_every_stage():
-    variables = models.create("cifar_plain20", width=8).init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+    variables = models.create("cifar_plain20", width=8).init(
+        jax.random.key(0), jnp.zeros((1, 32, 32, 3))
+    )
     params = variables["params"]
     assert params["stem_conv"]["kernel"].shape == (3, 3, 3, 8)
     assert params["stage2_block1"]["Conv_0"]["kernel"].shape == (3, 3, 8, 16)
@@ -116,13 +133,22 @@ def test_scanned_and_unrolled_nets_compute_the_same_function_and_share_weights(n
     unrolled_vars = unrolled.init(jax.random.key(0), x)
     scanned_vars = scanned.init(jax.random.key(0), x)
     assert param_count(unrolled) == param_count(scanned)
-    assert scanned_vars["params"]["stage1_blocks"]["block"]["Conv_0"]["kernel"].shape[0] == (int(name[-2:]) - 2) // 6 - 1
+    assert (
+        scanned_vars["params"]["stage1_blocks"]["block"]["Conv_0"]["kernel"].shape[0]
+        == (int(name[-2:]) - 2) // 6 - 1
+    )
 
     converted = cifar_resnet.scan_variables(unrolled_vars)
-    np.testing.assert_allclose(scanned.apply(converted, x), unrolled.apply(unrolled_vars, x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        scanned.apply(converted, x), unrolled.apply(unrolled_vars, x), rtol=1e-5, atol=1e-5
+    )
     back = cifar_resnet.unroll_variables(scanned_vars)
-    np.testing.assert_allclose(unrolled.apply(back, x), scanned.apply(scanned_vars, x), rtol=1e-5, atol=1e-5)
-    jax.tree.map(np.testing.assert_array_equal, cifar_resnet.unroll_variables(converted), unrolled_vars)
+    np.testing.assert_allclose(
+        unrolled.apply(back, x), scanned.apply(scanned_vars, x), rtol=1e-5, atol=1e-5
+    )
+    jax.tree.map(
+        np.testing.assert_array_equal, cifar_resnet.unroll_variables(converted), unrolled_vars
+    )
 
     # Training mode: the same logits and the same updated BN statistics.
     logits_s, stats_s = scanned.apply(converted, x, train=True, mutable=["batch_stats"])
@@ -139,17 +165,26 @@ def test_remat_changes_memory_not_numbers():
     variables = plain.init(jax.random.key(0), x)
 
     def grads(model):
-        loss = lambda p: model.apply({**variables, "params": p}, x, train=True, mutable=["batch_stats"])[0].sum()
+        loss = lambda p: model.apply(
+            {**variables, "params": p}, x, train=True, mutable=["batch_stats"]
+        )[0].sum()
         return jax.grad(loss)(variables["params"])
 
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), grads(remat), grads(plain))
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+        grads(remat),
+        grads(plain),
+    )
 
 
 def test_stored_relu_is_relu_with_its_gradient_and_keeps_nan():
     x = jnp.array([-2.0, -0.5, 0.0, 0.5, 3.0])
     np.testing.assert_array_equal(cpu.stored_relu(x), jax.nn.relu(x))
-    np.testing.assert_array_equal(jax.grad(lambda x: cpu.stored_relu(x).sum())(x), jax.grad(lambda x: jax.nn.relu(x).sum())(x))
-    assert np.isnan(cpu.stored_relu(jnp.array([jnp.nan]))[0])  # a diverged run stays visibly diverged
+    np.testing.assert_array_equal(
+        jax.grad(lambda x: cpu.stored_relu(x).sum())(x), jax.grad(lambda x: jax.nn.relu(x).sum())(x)
+    )
+    # A diverged run stays visibly diverged.
+    assert np.isnan(cpu.stored_relu(jnp.array([jnp.nan]))[0])
 
 
 def test_block_outputs_are_stored_once_not_recomputed_in_every_consumer():
@@ -163,7 +198,9 @@ def test_block_outputs_are_stored_once_not_recomputed_in_every_consumer():
     variables = model.init(jax.random.key(0), x)
 
     def loss(params):
-        logits, _ = model.apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"])
+        logits, _ = model.apply(
+            {**variables, "params": params}, x, train=True, mutable=["batch_stats"]
+        )
         return logits.sum()
 
     hlo = jax.jit(jax.grad(loss)).lower(variables["params"]).compile().as_text()

@@ -17,7 +17,15 @@ ROOT = pathlib.Path(__file__).parent.parent
 def degradation(*args, devices=1, **popen):
     env = os.environ | {"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
     command = [sys.executable, "-m", "experiments.degradation", *args]
-    return subprocess.Popen(command, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
+    return subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **popen,
+    )
 
 
 def fails_with(*args, message, devices=1):
@@ -39,8 +47,12 @@ def test_unknown_override_suggests_the_field():
 
 
 def test_depth_that_is_not_6n_plus_2(tmp_path):
-    fails_with("--config=cifar_resnet20", "--config.model.name=cifar_resnet21", f"--workdir={tmp_path}",
-               message="depth 21 is not")
+    fails_with(
+        "--config=cifar_resnet20",
+        "--config.model.name=cifar_resnet21",
+        f"--workdir={tmp_path}",
+        message="depth 21 is not",
+    )
 
 
 def test_batch_that_does_not_divide_over_the_devices(tmp_path):
@@ -55,10 +67,16 @@ def test_missing_data_names_the_folder(tmp_path):
 
 
 def test_ctrl_c_saves_a_checkpoint_and_the_same_command_resumes(tmp_path, fashion_mnist_dir):
-    args = ["--config=cifar_resnet20:smoke", "--config.model.width=4", "--config.train.batch_size=16",
-            "--config.train.log_every_steps=5", "--config.dataset.name=fashion_mnist",
-            "--config.dataset.source=files", f"--config.dataset.data_dir={fashion_mnist_dir}",
-            f"--workdir={tmp_path}"]
+    args = [
+        "--config=cifar_resnet20:smoke",
+        "--config.model.width=4",
+        "--config.train.batch_size=16",
+        "--config.train.log_every_steps=5",
+        "--config.dataset.name=fashion_mnist",
+        "--config.dataset.source=files",
+        f"--config.dataset.data_dir={fashion_mnist_dir}",
+        f"--workdir={tmp_path}",
+    ]
     # A run that cannot finish before the signal, sent once its first metrics row is written.
     process = degradation(*args, "--config.train.steps=1000000")
     deadline = time.time() + 240
@@ -95,21 +113,35 @@ def test_a_workdir_that_is_a_file_or_cannot_be_written(tmp_path):
                message=f"Cannot write the run's files in {read_only}")
 
 
-@pytest.mark.parametrize("override, message", [
-    ("--config.train.batch_size=0", "train.batch_size must be at least 1, not 0."),
-    ("--config.train.steps=-5", "train.steps must be at least 1, not -5."),
-    ("--config.train.steps=abc", "flag --config.train.steps=abc: invalid literal for int() with base 10: 'abc'."),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("--config.train.batch_size=0", "train.batch_size must be at least 1, not 0."),
+        ("--config.train.steps=-5", "train.steps must be at least 1, not -5."),
+        (
+            "--config.train.steps=abc",
+            "flag --config.train.steps=abc: invalid literal for int() with base 10: 'abc'.",
+        ),
+    ],
+)
 def test_values_a_run_cannot_have(tmp_path, override, message):
-    fails_with("--config=cifar_resnet20:smoke", override, f"--workdir={tmp_path / 'run'}", message=message)
+    fails_with(
+        "--config=cifar_resnet20:smoke", override, f"--workdir={tmp_path / 'run'}", message=message
+    )
     assert not (tmp_path / "run").exists()
 
 
-def test_ctrl_c_before_the_first_step_is_one_sentence_and_leaves_nothing(tmp_path, fashion_mnist_dir):
+def test_ctrl_c_before_the_first_step_is_one_sentence_and_leaves_nothing(
+    tmp_path, fashion_mnist_dir
+):
     workdir = tmp_path / "run"
-    process = degradation("--config=cifar_resnet20:smoke", "--config.dataset.name=fashion_mnist",
-                          "--config.dataset.source=files", f"--config.dataset.data_dir={fashion_mnist_dir}",
-                          f"--workdir={workdir}")
+    process = degradation(
+        "--config=cifar_resnet20:smoke",
+        "--config.dataset.name=fashion_mnist",
+        "--config.dataset.source=files",
+        f"--config.dataset.data_dir={fashion_mnist_dir}",
+        f"--workdir={workdir}",
+    )
     deadline = time.time() + 240
     while time.time() < deadline and not (workdir / "run.lock").exists():
         time.sleep(0.01)
@@ -119,5 +151,9 @@ def test_ctrl_c_before_the_first_step_is_one_sentence_and_leaves_nothing(tmp_pat
     # through exec() (dataclasses build their methods with it); a shell shows both as 130.
     assert process.returncode in (130, -signal.SIGINT), stderr
     assert "Traceback" not in stderr
-    assert stderr.strip().splitlines()[-1].startswith("error: Interrupted before a checkpoint could be saved")
+    assert (
+        stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: Interrupted before a checkpoint could be saved")
+    )
     assert not workdir.exists()  # no empty checkpoints/, no lock: the folder it made is gone

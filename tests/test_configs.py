@@ -20,7 +20,11 @@ def test_config_follows_the_paper_and_documents_its_command(name):
     config = configs.get_config(name)
     assert config.model.name == name and config.name == name
     assert (config.train.batch_size, config.train.steps) == (128, 64_000)
-    assert (config.optimizer.lr, config.optimizer.momentum, config.optimizer.weight_decay) == (0.1, 0.9, 1e-4)
+    assert (config.optimizer.lr, config.optimizer.momentum, config.optimizer.weight_decay) == (
+        0.1,
+        0.9,
+        1e-4,
+    )
     assert tuple(config.schedule.boundaries) == (32_000, 48_000) and config.schedule.factor == 0.1
     assert config.model.shortcut == "A" and config.model.width == 16
     assert (config.augment.crop_padding, config.augment.flip) == (4, True)
@@ -39,7 +43,8 @@ def test_smoke_argument_shrinks_the_run():
 
 def test_overrides_use_the_command_line_syntax():
     config = configs.get_config(
-        "cifar_resnet20", {"train.steps": 500, "dataset.name": "fashion_mnist", "schedule.boundaries": (100, 200)}
+        "cifar_resnet20",
+        {"train.steps": 500, "dataset.name": "fashion_mnist", "schedule.boundaries": (100, 200)},
     )
     assert config.train.steps == 500 and config.dataset.name == "fashion_mnist"
     assert tuple(config.schedule.boundaries) == (100, 200)
@@ -59,7 +64,9 @@ def test_argv_rewriting_keeps_other_flags():
 
 
 def test_unknown_name_lists_the_known_ones():
-    with pytest.raises(ConfigError, match="Unknown config 'cifar_resnet21'; known configs: .*cifar_plain20"):
+    with pytest.raises(
+        ConfigError, match="Unknown config 'cifar_resnet21'; known configs: .*cifar_plain20"
+    ):
         configs.get_config("cifar_resnet21")
     with pytest.raises(ConfigError, match="Unknown config '_cifar'"):
         configs.resolve("_cifar")

@@ -1,6 +1,5 @@
 """Reading the data sets from their distribution files and from tfds, into host memory."""
 
-import gzip
 import io
 import os
 import pickle
@@ -15,6 +14,7 @@ import tensorflow_datasets as tfds
 
 from cnn_jax.data import datasets, files
 from cnn_jax.errors import ConfigError, DataError
+from tests.conftest import write_idx
 
 
 def dataset_config(**values) -> ml_collections.ConfigDict:
@@ -48,14 +48,12 @@ def write_cifar10_archive(directory, per_batch=4):
         names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
         for i, name in enumerate(names):
             rows = slice(i * per_batch, (i + 1) * per_batch)
-            add_to_tar(tar, f"cifar-10-batches-py/{name}", cifar_batch(images[rows], labels[rows], b"labels"))
+            add_to_tar(
+                tar,
+                f"cifar-10-batches-py/{name}",
+                cifar_batch(images[rows], labels[rows], b"labels"),
+            )
     return images, labels
-
-
-def write_idx(path, array: np.ndarray) -> None:
-    header = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
 
 
 def test_cifar10_archive_is_read_in_nhwc_order(tmp_path):
@@ -87,7 +85,11 @@ def test_cifar10_binary_archive_reads_as_the_python_one(tmp_path):
     with tarfile.open(tmp_path / "binary" / "cifar-10-binary.tar.gz", "w:gz") as tar:
         names = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
         for i, name in enumerate(names):
-            add_to_tar(tar, f"cifar-10-batches-bin/{name}", cifar_records(images[4 * i:4 * i + 4], labels[4 * i:4 * i + 4]))
+            add_to_tar(
+                tar,
+                f"cifar-10-batches-bin/{name}",
+                cifar_records(images[4 * i : 4 * i + 4], labels[4 * i : 4 * i + 4]),
+            )
     for split in ("train", "test"):
         binary = files.read("cifar10", split, str(tmp_path / "binary"))
         python = files.read("cifar10", split, str(tmp_path / "python"))
@@ -101,7 +103,9 @@ def test_extracted_cifar100_binary_folder_gives_the_fine_labels(tmp_path):
     folder.mkdir()
     images = np.random.default_rng(3).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
     for split in ("train", "test"):
-        (folder / f"{split}.bin").write_bytes(cifar_records(images, np.arange(5), np.arange(5) * 20))
+        (folder / f"{split}.bin").write_bytes(
+            cifar_records(images, np.arange(5), np.arange(5) * 20)
+        )
     read_images, labels = files.read("cifar100", "train", str(tmp_path))
     np.testing.assert_array_equal(read_images, images)
     np.testing.assert_array_equal(labels, [0, 20, 40, 60, 80])
@@ -138,8 +142,9 @@ def test_a_crafted_cifar_pickle_runs_nothing_and_is_one_error(tmp_path):
     with pytest.raises(DataError) as error:
         files.read("cifar10", "train", str(tmp_path))
     assert str(error.value) == (
-        f"{folder / 'data_batch_1'} is not a CIFAR python batch file: it asks to load posix.system, "
-        "which a CIFAR batch does not hold and this reader does not run."
+        f"{folder / 'data_batch_1'} is not a CIFAR python batch file: "
+        "it asks to load posix.system, which a CIFAR batch does not hold "
+        "and this reader does not run."
     )
     assert not marker.exists()
 
@@ -161,7 +166,9 @@ def test_idx_files_are_padded_to_32x32_and_split(tmp_path):
 
 
 def test_fashion_mnist_from_debian_files(fashion_mnist_dir):
-    splits = datasets.load(dataset_config(name="fashion_mnist", data_dir=str(fashion_mnist_dir), val_split=5000))
+    splits = datasets.load(
+        dataset_config(name="fashion_mnist", data_dir=str(fashion_mnist_dir), val_split=5000)
+    )
     assert splits["train"].images.shape == (55_000, 32, 32, 1)
     assert splits["val"].images.shape == (5_000, 32, 32, 1)
     assert splits["test"].images.shape == (10_000, 32, 32, 1)
@@ -169,7 +176,9 @@ def test_fashion_mnist_from_debian_files(fashion_mnist_dir):
 
 
 def test_missing_files_name_the_folder_and_where_to_get_them(tmp_path):
-    with pytest.raises(DataError, match=f"No cifar10 files in {tmp_path}.*cifar-10-python.tar.gz.*toronto"):
+    with pytest.raises(
+        DataError, match=f"No cifar10 files in {tmp_path}.*cifar-10-python.tar.gz.*toronto"
+    ):
         datasets.load(dataset_config(data_dir=str(tmp_path)))
     with pytest.raises(DataError, match="train-images-idx3-ubyte.gz"):
         datasets.load(dataset_config(name="fashion_mnist", data_dir=str(tmp_path)))
@@ -208,5 +217,7 @@ def test_tfds_without_download_says_how_to_prepare(tmp_path):
 
 def test_tfds_without_tensorflow_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow", None)  # `import tensorflow` fails
-    with pytest.raises(DataError, match="needs TensorFlow.*pip install tensorflow-cpu.*source=files"):
+    with pytest.raises(
+        DataError, match="needs TensorFlow.*pip install tensorflow-cpu.*source=files"
+    ):
         datasets.load(dataset_config(source="tfds"))

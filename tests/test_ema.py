@@ -15,7 +15,7 @@ from cnn_jax import sharding
 from cnn_jax.training import checkpoint, optim, steps, train
 from cnn_jax.training import state as state_lib
 from experiments import configs
-from tests.test_train import idx_config, idx_dir  # noqa: F401 (fixture)
+from tests.test_train import idx_config
 
 IMAGE = (32, 32, 1)
 
@@ -30,7 +30,9 @@ def tiny_state(config):
 
 def batch(seed: int, size: int = 16):
     rng = np.random.default_rng(seed)
-    return rng.normal(size=(size, *IMAGE)).astype(np.float32), rng.integers(0, 10, size).astype(np.int32)
+    return rng.normal(size=(size, *IMAGE)).astype(np.float32), rng.integers(0, 10, size).astype(
+        np.int32
+    )
 
 
 def test_the_average_follows_its_formula_over_a_few_steps(idx_dir):
@@ -45,8 +47,15 @@ def test_the_average_follows_its_formula_over_a_few_steps(idx_dir):
         state, _ = update(state, *batch(step))
         params = jax.device_get(state.params)
         expected = jax.tree.map(lambda a, p: decay * a + (1 - decay) * p, expected, params)
-        jax.tree.map(lambda a, e: np.testing.assert_allclose(a, e, rtol=1e-6, atol=1e-7), state.ema_params, expected)
-    moved = [float(np.abs(a - p).max()) for a, p in zip(jax.tree.leaves(state.ema_params), jax.tree.leaves(state.params))]
+        jax.tree.map(
+            lambda a, e: np.testing.assert_allclose(a, e, rtol=1e-6, atol=1e-7),
+            state.ema_params,
+            expected,
+        )
+    moved = [
+        float(np.abs(a - p).max())
+        for a, p in zip(jax.tree.leaves(state.ema_params), jax.tree.leaves(state.params))
+    ]
     assert max(moved) > 0  # the average lags the trained parameters
 
 
@@ -75,16 +84,27 @@ def test_without_averaging_the_state_holds_no_average(idx_dir):
     state, _ = jax.jit(steps.make_update(model, optimizer, config, mesh))(state, *batch(0))
     assert state.ema_params == {}
     assert state.eval_variables["params"] is state.params
-    plain = [state.step, state.seed, state.params, state.batch_stats, state.opt_state, state.pixel_mean,
-             state.warming_up]
+    plain = [
+        state.step,
+        state.seed,
+        state.params,
+        state.batch_stats,
+        state.opt_state,
+        state.pixel_mean,
+        state.warming_up,
+    ]
     assert len(jax.tree.leaves(state)) == len(jax.tree.leaves(plain))
 
 
 def test_a_checkpoint_keeps_the_average_and_a_resume_is_exact(tmp_path, idx_dir):
     averaged = {"train.ema_decay": 0.9}
     train.train_and_evaluate(idx_config(idx_dir, **averaged), tmp_path / "straight")
-    train.train_and_evaluate(idx_config(idx_dir, **averaged, **{"train.steps": 7}), tmp_path / "resumed")
-    train.train_and_evaluate(idx_config(idx_dir, **averaged), tmp_path / "resumed", allow_config_change=True)
+    train.train_and_evaluate(
+        idx_config(idx_dir, **averaged, **{"train.steps": 7}), tmp_path / "resumed"
+    )
+    train.train_and_evaluate(
+        idx_config(idx_dir, **averaged), tmp_path / "resumed", allow_config_change=True
+    )
 
     _, state, _ = checkpoint.restore_state(tmp_path / "straight")
     _, resumed, _ = checkpoint.restore_state(tmp_path / "resumed")
@@ -100,7 +120,9 @@ def test_a_checkpoint_keeps_the_average_and_a_resume_is_exact(tmp_path, idx_dir)
 def test_a_checkpoint_from_before_averaging_restores_without_an_average(tmp_path, idx_dir):
     config = idx_config(idx_dir)
     _, _, _, state = tiny_state(config)
-    fields = {f.name: getattr(state, f.name) for f in dataclasses.fields(state) if f.name != "ema_params"}
+    fields = {
+        f.name: getattr(state, f.name) for f in dataclasses.fields(state) if f.name != "ema_params"
+    }
     with ocp.CheckpointManager(tmp_path) as manager:  # the state as checkpoints held it before
         manager.save(5, args=ocp.args.StandardSave(fields))
     restored = checkpoint.Checkpoints(tmp_path).restore(state)

@@ -10,7 +10,6 @@ import time
 
 import pytest
 
-from tests.test_train import idx_dir  # noqa: F401 (fixture)
 from tests.test_workdir import (assert_same_params, command, finish, rows_without_timing,
                                 saved_steps, start, wait_for)
 
@@ -26,7 +25,9 @@ def latest_step(run_dir):
 
 
 @pytest.mark.slow
-def test_twenty_kill_9_then_resume_and_two_starts_together_end_as_an_uninterrupted_run(tmp_path, idx_dir):
+def test_twenty_kill_9_then_resume_and_two_starts_together_end_as_an_uninterrupted_run(
+    tmp_path, idx_dir
+):
     began, straight = time.time(), start(command(idx_dir, tmp_path / "straight", **OVERRIDES))
     wait_for(lambda: saved_steps(tmp_path / "straight"), every=0.01)
     start_up_s = time.time() - began  # to the first checkpoint
@@ -49,7 +50,10 @@ def test_twenty_kill_9_then_resume_and_two_starts_together_end_as_an_uninterrupt
             time.sleep(rng.uniform(0, slice_s))
         else:  # start-up: reading the data, restoring the checkpoint, compiling
             time.sleep(rng.uniform(0, start_up_s))
-        saving = any(p.stat().st_mtime > started for p in (crashed / "checkpoints").glob("*.orbax-checkpoint-tmp*"))
+        saving = any(
+            p.stat().st_mtime > started
+            for p in (crashed / "checkpoints").glob("*.orbax-checkpoint-tmp*")
+        )
         process.send_signal(signal.SIGKILL)
         finish(process, returncode=None)
         assert process.returncode == -signal.SIGKILL, "the run ended before it was killed"
@@ -61,7 +65,10 @@ def test_twenty_kill_9_then_resume_and_two_starts_together_end_as_an_uninterrupt
     assert_same_params(crashed, tmp_path / "straight")
 
     together = tmp_path / "together"
-    first, second = start(command(idx_dir, together, **OVERRIDES)), start(command(idx_dir, together, **OVERRIDES))
+    first, second = (
+        start(command(idx_dir, together, **OVERRIDES)),
+        start(command(idx_dir, together, **OVERRIDES)),
+    )
     outputs = [finish(p, returncode=None) for p in (first, second)]
     codes = sorted(p.returncode for p in (first, second))
     assert codes == [0, 1], outputs
@@ -70,11 +77,21 @@ def test_twenty_kill_9_then_resume_and_two_starts_together_end_as_an_uninterrupt
     assert rows_without_timing(together) == rows_without_timing(tmp_path / "straight")
     assert_same_params(together, tmp_path / "straight")
 
-    print(f"\nuninterrupted run: {STEPS} steps in {straight_s:.0f} s; kills up to {slice_s:.1f} s into "
-          "a resumed run's training")
+    print(
+        f"\nuninterrupted run: {STEPS} steps in {straight_s:.0f} s; "
+        f"kills up to {slice_s:.1f} s into a resumed run's training"
+    )
     for i, (moment, phase, step, saving) in enumerate(kills, 1):
-        print(f"kill -9 #{i:2d} {moment:5.1f} s after start, in {phase}: latest checkpoint step {step}"
-              + (", a checkpoint being written" if saving else ""))
-    print(f"{sum(k[3] for k in kills)} of 20 kills came while a checkpoint was being written; after the "
-          "resume, metrics rows and parameters are identical to the uninterrupted run's")
-    print(f"two starts together: exit codes {codes}, checkpoints {saved_steps(together)} as uninterrupted")
+        print(
+            f"kill -9 #{i:2d} {moment:5.1f} s after start, in {phase}: "
+            f"latest checkpoint step {step}"
+            + (", a checkpoint being written" if saving else "")
+        )
+    print(
+        f"{sum(k[3] for k in kills)} of 20 kills came while a checkpoint was being written; "
+        "after the resume, metrics rows and parameters are identical to the uninterrupted run's"
+    )
+    print(
+        f"two starts together: exit codes {codes}, "
+        f"checkpoints {saved_steps(together)} as uninterrupted"
+    )

@@ -71,8 +71,12 @@ def test_rename_copies_between_layers_of_other_names():
     init = init_section(include=("conv3_2",), rename=(("conv3_(2)", r"conv3_3"),))
     new, copied = initialize.copy_variables(fresh, source, init)
     assert sorted(copied) == ["conv3_3/bias", "conv3_3/kernel"]
-    np.testing.assert_array_equal(new["params"]["conv3_3"]["kernel"], source["params"]["conv3_2"]["kernel"])
-    np.testing.assert_array_equal(new["params"]["conv3_2"]["kernel"], fresh["params"]["conv3_2"]["kernel"])
+    np.testing.assert_array_equal(
+        new["params"]["conv3_3"]["kernel"], source["params"]["conv3_2"]["kernel"]
+    )
+    np.testing.assert_array_equal(
+        new["params"]["conv3_2"]["kernel"], fresh["params"]["conv3_2"]["kernel"]
+    )
 
 
 def test_batch_norm_statistics_come_with_their_layers_and_exclude_wins():
@@ -92,8 +96,11 @@ def test_a_classifier_of_another_class_count_is_left_fresh():
 
 def test_a_shape_mismatch_is_an_error_naming_the_path():
     fresh, source = variables("vgg_a", 0, width=16), variables("vgg_a", 1, width=8)
-    with pytest.raises(ConfigError, match=r"init: conv1_1/bias of runs/source has shape \(8,\), but "
-                                          r"conv1_1/bias of the new net has shape \(16,\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"init: conv1_1/bias of runs/source has shape \(8,\), but "
+        r"conv1_1/bias of the new net has shape \(16,\)",
+    ):
         initialize.copy_variables(fresh, source, init_section())
 
 
@@ -106,14 +113,21 @@ def test_a_pattern_that_names_nothing_is_an_error():
 def test_a_run_starts_from_another_run_and_a_resume_ignores_init(tmp_path, fashion_mnist_dir):
     data = {"dataset.name": "fashion_mnist", "dataset.source": "files",
             "dataset.data_dir": str(fashion_mnist_dir)}
-    train.train_and_evaluate(configs.get_config("cifar_resnet20", tiny_overrides(**data)), tmp_path / "a")
+    train.train_and_evaluate(
+        configs.get_config("cifar_resnet20", tiny_overrides(**data)), tmp_path / "a"
+    )
     config = configs.get_config("cifar_resnet20", tiny_overrides(
         **data, **{"init.workdir": str(tmp_path / "a"), "init.exclude": ("head",), "seed": 1,
                    "train.ema_decay": 0.5}))
 
     model = models.from_config(config.model, catalog.num_classes(config.dataset))
-    fresh = state_lib.create(model, optim.direction(config), config, np.zeros((32, 32, 1), np.float32),
-                             sharding.make_mesh())
+    fresh = state_lib.create(
+        model,
+        optim.direction(config),
+        config,
+        np.zeros((32, 32, 1), np.float32),
+        sharding.make_mesh(),
+    )
     started = initialize.from_checkpoint(fresh, config)
     source = checkpoint.load(tmp_path / "a")[1]
     where = from_where({"params": started.params, "batch_stats": started.batch_stats},
@@ -136,18 +150,26 @@ def test_classes_are_selected_and_renumbered(fashion_mnist_dir):
     splits = datasets.load(config.dataset)
     assert len(splits["train"]) == 1_000 and len(splits["test"]) == 5_000
     assert set(splits["train"].labels) == set(range(5)) and catalog.num_classes(config.dataset) == 5
-    full = datasets.load(ml_collections.ConfigDict({**config.dataset.to_dict(), "classes": (), "train_examples": 0}))
+    full = datasets.load(
+        ml_collections.ConfigDict({**config.dataset.to_dict(), "classes": (), "train_examples": 0})
+    )
     boots = full["test"].images[full["test"].labels == 9]  # ankle boots: label 4 of the selection
     np.testing.assert_array_equal(splits["test"].images[splits["test"].labels == 4], boots)
-    with pytest.raises(ConfigError, match=r"dataset.classes must be distinct labels of fashion_mnist"):
-        datasets.selected_classes(ml_collections.ConfigDict({"name": "fashion_mnist", "classes": (3, 3)}))
+    with pytest.raises(
+        ConfigError, match=r"dataset.classes must be distinct labels of fashion_mnist"
+    ):
+        datasets.selected_classes(
+            ml_collections.ConfigDict({"name": "fashion_mnist", "classes": (3, 3)})
+        )
 
 
 def test_the_backbone_learns_at_a_fraction_of_the_head_s_rate():
     config = configs.get_config("finetune_resnet18_cifar10:smoke")
     params = {"head": {"kernel": jnp.ones(2)}, "stem_conv": {"kernel": jnp.ones(2)}}
     direction = optim.direction(config)
-    updates, _ = direction.update(jax.tree.map(jnp.ones_like, params), direction.init(params), params)
+    updates, _ = direction.update(
+        jax.tree.map(jnp.ones_like, params), direction.init(params), params
+    )
     head, backbone = float(updates["head"]["kernel"][0]), float(updates["stem_conv"]["kernel"][0])
     assert backbone == pytest.approx(0.1 * head)
     assert isinstance(direction.init(params), optax.MultiTransformState)
@@ -173,7 +195,10 @@ def test_finetune_resnet18_smoke_runs_from_converted_weights(tmp_path):
     assert summary["step"] == 10 and np.isfinite(summary["train_loss"])
     converted = checkpoint.load(tmp_path / "converted")[1]["params"]
     tuned = checkpoint.load(tmp_path / "run")[1]["params"]
-    assert tuned["head"]["kernel"].shape == (512, 10) and converted["head"]["kernel"].shape == (512, 1000)
+    assert tuned["head"]["kernel"].shape == (512, 10) and converted["head"]["kernel"].shape == (
+        512,
+        1000,
+    )
     assert np.abs(tuned["stem_conv"]["kernel"] - converted["stem_conv"]["kernel"]).max() > 0
 
 

@@ -13,7 +13,7 @@ from cnn_jax.data import augment, datasets
 from cnn_jax.training import checkpoint, steps, train
 from experiments import configs
 from tests.conftest import ROOT
-from tests.test_train import idx_config, idx_dir  # noqa: F401 (fixture)
+from tests.test_train import idx_config
 
 
 def params_of(name):

@@ -6,7 +6,6 @@ import numpy as np
 
 from cnn_jax.training import optim, train
 from experiments import configs
-from tests.test_train import idx_dir  # noqa: F401 (fixture)
 
 
 def test_twenty_passes_at_the_papers_step_sizes_times_ten():

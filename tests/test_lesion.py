@@ -9,7 +9,7 @@ from cnn_jax import models
 from cnn_jax.analysis import lesion, trained
 from cnn_jax.models import cifar_resnet
 from cnn_jax.training import evaluation, train
-from tests.test_train import idx_config, idx_dir  # noqa: F401 (fixture)
+from tests.test_train import idx_config
 
 
 def random_net(name, **overrides):

@@ -334,10 +334,12 @@ def test_inception_grids_are_35_17_8(name):
 
 @pytest.mark.parametrize("name", sorted(inception_v4.REDUCTION_A_FILTERS))
 def test_reduction_a_uses_table_1_filters(name):
-    k, l, m, n = inception_v4.REDUCTION_A_FILTERS[name]
+    k, l, m, n = inception_v4.REDUCTION_A_FILTERS[name]  # noqa: E741 (Table 1's names)
     params = abstract_init(name, 299)[1]["params"]["reduction_a"]
     # Figure 7 puts the max pool first; the released Inception-ResNet-v2 puts it last.
-    single, triple = ("branch1", "branch2") if name == "inception_resnet_v2" else ("branch2", "branch3")
+    single, triple = (
+        ("branch1", "branch2") if name == "inception_resnet_v2" else ("branch2", "branch3")
+    )
     assert params[f"{single}_1"]["conv"]["kernel"].shape[-1] == n
     assert params[f"{triple}_1"]["conv"]["kernel"].shape[-1] == k
     assert params[f"{triple}_2"]["conv"]["kernel"].shape[-1] == l

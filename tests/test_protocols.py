@@ -50,7 +50,9 @@ def test_dense_evaluation_averages_the_image_and_its_flip():
 
 
 def test_nets_without_a_convolutional_head_refuse_dense_evaluation():
-    with pytest.raises(ConfigError, match="Dense evaluation needs a net whose head applies as conv"):
+    with pytest.raises(
+        ConfigError, match="Dense evaluation needs a net whose head applies as conv"
+    ):
         protocols.dense_model(models.create("alexnet", num_classes=10), "alexnet")
     resnet = models.create("resnet18", num_classes=10)
     assert protocols.dense_model(resnet, "resnet18") is resnet  # global average pooling

@@ -218,7 +218,9 @@ def test_live_plot_keeps_each_runs_curves_and_draws_plain_and_resnet_panels(tmp_
     assert plot.curves[("cifar_plain56", str(tmp_path / "figure6/cifar_plain56/seed0"))] == {
         "train": ([10, 20], [40.0, 30.0]), "test": ([20], [40.0])}
     plain, resnet = plot.figure.axes
-    assert [line.get_label() for line in plain.lines if not line.get_label().startswith("_")] == ["plain-56"]
+    assert [line.get_label() for line in plain.lines if not line.get_label().startswith("_")] == [
+        "plain-56"
+    ]
     assert [tuple(line.get_ydata()) for line in resnet.lines] == [(40.0, 30.0), (40.0,)]
     assert plot.png().startswith(b"\x89PNG")
 
@@ -226,10 +228,24 @@ def test_live_plot_keeps_each_runs_curves_and_draws_plain_and_resnet_panels(tmp_
 def write_lesion(workdir: pathlib.Path, net: str, baseline: float, rise: float) -> None:
     """lesion.json as experiments.lesion writes it: 27 blocks, each raising the error by `rise`."""
     plain = "plain" in net
-    blocks = [{"block": f"stage{s}_block{i}", "error": None if plain and s > 1 and i == 1 else baseline + rise}
-              for s in (1, 2, 3) for i in range(1, 10)]
+    blocks = [
+        {
+            "block": f"stage{s}_block{i}",
+            "error": None if plain and s > 1 and i == 1 else baseline + rise,
+        }
+        for s in (1, 2, 3)
+        for i in range(1, 10)
+    ]
     k_curve = [{"deleted": k, "errors": [min(90.0, baseline + rise * k)] * 2} for k in range(1, 26)]
-    record = {"net": net, "seed": 0, "examples": 10_000, "baseline_error": baseline, "blocks": blocks, "k_curve": k_curve, "draws": 2}
+    record = {
+        "net": net,
+        "seed": 0,
+        "examples": 10_000,
+        "baseline_error": baseline,
+        "blocks": blocks,
+        "k_curve": k_curve,
+        "draws": 2,
+    }
     (workdir / "lesion.json").write_text(json.dumps(record))
 
 
@@ -239,8 +255,20 @@ def write_landscape(workdir: pathlib.Path, net: str, bumps: float) -> None:
     a, b = np.meshgrid(alphas, alphas, indexing="ij")
     loss = 0.1 + a ** 2 + b ** 2 + bumps * (np.sin(9 * a) * np.sin(9 * b) + 1)
     with (workdir / "landscape.npz").open("wb") as f:
-        np.savez(f, alphas=alphas, betas=alphas, loss=loss, error=10 * loss, curve_alphas=alphas,
-                 curve_loss=loss[:, 5], curve_error=10 * loss[:, 5], net=net, seed=0, span=1.0, examples=512)
+        np.savez(
+            f,
+            alphas=alphas,
+            betas=alphas,
+            loss=loss,
+            error=10 * loss,
+            curve_alphas=alphas,
+            curve_loss=loss[:, 5],
+            curve_error=10 * loss[:, 5],
+            net=net,
+            seed=0,
+            span=1.0,
+            examples=512,
+        )
 
 
 def test_lesion_studies_and_landscapes_of_the_runs_are_drawn_and_described(tmp_path):
@@ -255,9 +283,15 @@ def test_lesion_studies_and_landscapes_of_the_runs_are_drawn_and_described(tmp_p
     assert "Deleting one block of plain-56 raises its test error by 60.0 points on average" in text
     assert "Deleting one block of ResNet-56 raises its test error by 0.5 points on average (from " \
            "10.0% on 10000 test images" in text
-    assert "Loss landscape of ResNet-56 (seed 0, 11x11 grid, span 1, 512 training images): loss 0.100 " \
-           "at the solution" in text and "0% of the grid curving downward" in text
-    plain = next(line for line in text.splitlines() if line.startswith("- Loss landscape of plain-56"))
+    assert (
+        "Loss landscape of ResNet-56 (seed 0, 11x11 grid, span 1, 512 training images): loss 0.100 "
+        "at the solution"
+        in text
+        and "0% of the grid curving downward" in text
+    )
+    plain = next(
+        line for line in text.splitlines() if line.startswith("- Loss landscape of plain-56")
+    )
     assert not plain.endswith(" 0% of the grid curving downward.")
 
 

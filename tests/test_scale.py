@@ -59,14 +59,22 @@ def test_8_devices_1_device_and_moving_checkpoints_between_them(tmp_path, fashio
     finish(run(command(tmp_path / "one", fashion_mnist_dir, 3)))
     finish(run(command(tmp_path / "eight", fashion_mnist_dir, 3), devices=8))
     assert summary(tmp_path / "eight")["devices"] == 8
-    np.testing.assert_allclose(summary(tmp_path / "one")["train_loss"], summary(tmp_path / "eight")["train_loss"], rtol=1e-5)
+    np.testing.assert_allclose(
+        summary(tmp_path / "one")["train_loss"],
+        summary(tmp_path / "eight")["train_loss"],
+        rtol=1e-5,
+    )
     assert_params_close(tmp_path / "one", tmp_path / "eight", rtol=1e-4)
 
     longer = "--allow_config_change"  # train.steps 3 -> 6
     one_to_eight = finish(run(command(tmp_path / "one", fashion_mnist_dir, 6, longer), devices=8))
     eight_to_one = finish(run(command(tmp_path / "eight", fashion_mnist_dir, 6, longer)))
     assert "Resuming" in one_to_eight and "Resuming" in eight_to_one
-    np.testing.assert_allclose(summary(tmp_path / "one")["train_loss"], summary(tmp_path / "eight")["train_loss"], rtol=1e-4)
+    np.testing.assert_allclose(
+        summary(tmp_path / "one")["train_loss"],
+        summary(tmp_path / "eight")["train_loss"],
+        rtol=1e-4,
+    )
     assert_params_close(tmp_path / "one", tmp_path / "eight", rtol=1e-3)
 
 
@@ -111,7 +119,13 @@ def test_two_processes_wait_for_each_other_after_compiling(tmp_path, fashion_mni
     with socket.socket() as s:
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
-    flags = command(tmp_path, fashion_mnist_dir, 3, f"--coordinator_address=localhost:{port}", "--num_processes=2")
+    flags = command(
+        tmp_path,
+        fashion_mnist_dir,
+        3,
+        f"--coordinator_address=localhost:{port}",
+        "--num_processes=2",
+    )
     fast = run(flags + ["--process_id=0"], devices=1)
     slow = run([sys.executable, "-c", SLOW_TO_COMPILE, *flags[3:], "--process_id=1"], devices=1)
     outputs = [finish(fast), finish(slow)]
@@ -146,8 +160,13 @@ def test_bn_group_size_takes_statistics_per_group():
 
 @pytest.mark.slow
 def test_the_smoke_run_on_8_devices_ends_with_the_loss_of_1_device(tmp_path, fashion_mnist_dir):
-    args = ["--config=cifar_resnet20:smoke", "--config.train.steps=20", "--config.dataset.name=fashion_mnist",
-            "--config.dataset.source=files", f"--config.dataset.data_dir={fashion_mnist_dir}"]
+    args = [
+        "--config=cifar_resnet20:smoke",
+        "--config.train.steps=20",
+        "--config.dataset.name=fashion_mnist",
+        "--config.dataset.source=files",
+        f"--config.dataset.data_dir={fashion_mnist_dir}",
+    ]
     base = [sys.executable, "-m", "experiments.degradation", *args]
     finish(run(base + [f"--workdir={tmp_path / 'one'}"]))
     finish(run(base + [f"--workdir={tmp_path / 'eight'}"], devices=8))

@@ -183,7 +183,9 @@ def test_every_published_count_is_met(name):
     GoogLeNet's Table 1 sums to 6.8M while its channel counts give 7.0M, and its 1.5G is the
     design budget, not a count (1.58G): 3% on parameters, 6% on multiply-adds."""
     numbers = published.NUMBERS[name]
-    params, macs = summary.totals(summary.layer_table(models.create(name), models.input_shape(name)))
+    params, macs = summary.totals(
+        summary.layer_table(models.create(name), models.input_shape(name))
+    )
     if numbers.params is not None:
         assert params == pytest.approx(numbers.params, rel=0.03)
     if numbers.multiply_adds is not None:
@@ -194,7 +196,9 @@ def test_every_published_count_is_met(name):
 def test_table_2_option_a_resnets_have_the_plain_nets_parameters(resnet, plain):
     """Section 4.1: Table 2's ResNet-18/34 (option A) add no parameter to plain-18/34; option B
     (torchvision's count) adds the three 1x1 projections + BN."""
-    count = lambda name, **overrides: summary.param_count(models.create(name, **overrides), IMAGENET)
+    count = lambda name, **overrides: summary.param_count(
+        models.create(name, **overrides), IMAGENET
+    )
     option_a = count(resnet, shortcut="A")
     assert option_a == count(plain) == published.NUMBERS[plain].params
     projections = sum(c * 2 * c + 2 * 2 * c for c in (64, 128, 256))  # 64->128, 128->256, 256->512

@@ -6,13 +6,12 @@ import sys
 
 import jax
 import numpy as np
-import pytest
 
 from cnn_jax.data import augment, datasets
 from cnn_jax.training import checkpoint, evaluation, metrics, train
-from experiments import configs, sweeps
+from experiments import sweeps
 from tests.conftest import ROOT, tiny_overrides
-from tests.test_train import idx_config, idx_dir  # noqa: F401 (fixture)
+from tests.test_train import idx_config
 
 
 def test_replicas_at_once_equal_one_after_another(tmp_path, idx_dir):
@@ -47,11 +46,15 @@ def test_a_sweep_writes_one_workdir_per_run_and_resumes_run_by_run(tmp_path, idx
 
 def test_diagnostics_log_gradient_norms_per_stage(tmp_path, idx_dir):
     for net in ("cifar_plain20", "cifar_resnet20"):
-        train.train_and_evaluate(idx_config(idx_dir, net, **{"train.diagnostics_every_steps": 6}), tmp_path / net)
+        train.train_and_evaluate(
+            idx_config(idx_dir, net, **{"train.diagnostics_every_steps": 6}), tmp_path / net
+        )
     plain = metrics.read_metrics(tmp_path / "cifar_plain20", "diagnostics.jsonl")
     resnet = metrics.read_metrics(tmp_path / "cifar_resnet20", "diagnostics.jsonl")
     assert [r["step"] for r in plain] == [6, 12]
-    assert {"grad_norm/stem", "grad_norm/stage1", "grad_norm/stage3", "grad_norm/head"} <= set(plain[0])
+    assert {"grad_norm/stem", "grad_norm/stage1", "grad_norm/stage3", "grad_norm/head"} <= set(
+        plain[0]
+    )
     assert not any(k.startswith("residual_ratio") for k in plain[0])
     assert all(resnet[0][f"residual_ratio/stage{i}"] > 0 for i in (1, 2, 3))
 
@@ -80,7 +83,9 @@ def test_load_gives_a_model_to_use_in_a_notebook(tmp_path, idx_dir):
     test = datasets.load(loaded.dataset)["test"]
     images = augment.normalize(test.images, variables["data"]["pixel_mean"])
     predictions = np.argmax(model.apply(variables, images, train=False), -1)
-    np.testing.assert_allclose(100 * np.mean(predictions != test.labels), summary["test_error"], atol=1e-4)
+    np.testing.assert_allclose(
+        100 * np.mean(predictions != test.labels), summary["test_error"], atol=1e-4
+    )
 
 
 def test_a_missing_workdir_is_one_clear_error(tmp_path):

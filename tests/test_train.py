@@ -12,23 +12,6 @@ from cnn_jax.errors import CheckpointError, ConfigError, DivergedError
 from cnn_jax.training import checkpoint, metrics, train
 from experiments import configs
 from tests.conftest import tiny_overrides
-from tests.test_data import write_idx
-
-
-@pytest.fixture(scope="module")
-def idx_dir(tmp_path_factory) -> pathlib.Path:
-    """A small MNIST-format data set: 256 training and 64 test images of 10 classes."""
-    directory = tmp_path_factory.mktemp("idx")
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 10, 320)
-    # Each class has its own brightness under the noise: learnable in a few steps.
-    noise = rng.integers(0, 40, (320, 28, 28))
-    images = (20 * labels[:, None, None] + noise).astype(np.uint8)
-    write_idx(directory / "train-images-idx3-ubyte.gz", images[:256])
-    write_idx(directory / "train-labels-idx1-ubyte.gz", labels[:256])
-    write_idx(directory / "t10k-images-idx3-ubyte.gz", images[256:])
-    write_idx(directory / "t10k-labels-idx1-ubyte.gz", labels[256:])
-    return directory
 
 
 def idx_config(idx_dir, name="cifar_resnet20", **extra):
@@ -45,19 +28,31 @@ def test_tfds_run_writes_every_workdir_file(tmp_path):
     config = configs.get_config("cifar_plain20:smoke", tiny_overrides(**{"dataset.val_split": 16}))
     seen = []  # what a live plot sees
     with tfds.testing.mock_data(num_examples=80):
-        summary = train.train_and_evaluate(config, tmp_path, on_metrics=lambda workdir, row: seen.append(row))
+        summary = train.train_and_evaluate(
+            config, tmp_path, on_metrics=lambda workdir, row: seen.append(row)
+        )
 
     assert json.loads((tmp_path / "config.json").read_text())["model"]["name"] == "cifar_plain20"
     rows = metrics.read_metrics(tmp_path)
     assert [r for r in seen if r["split"] != "diagnostics"] == rows
-    assert [r for r in seen if r["split"] == "diagnostics"] == metrics.read_metrics(tmp_path, "diagnostics.jsonl")
+    assert [r for r in seen if r["split"] == "diagnostics"] == metrics.read_metrics(
+        tmp_path, "diagnostics.jsonl"
+    )
     assert [(r["step"], r["split"]) for r in rows] == [
-        (4, "train"), (6, "val"), (6, "test"), (8, "train"), (12, "train"), (12, "val"), (12, "test")
+        (4, "train"),
+        (6, "val"),
+        (6, "test"),
+        (8, "train"),
+        (12, "train"),
+        (12, "val"),
+        (12, "test"),
     ]
     for row in rows:
         assert 0.0 <= row["error"] <= 100.0 and np.isfinite(row["loss"])
     assert all(row["images_per_sec"] > 0 for row in rows if row["split"] == "train")
-    assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == [6, 12]
+    assert sorted(
+        int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()
+    ) == [6, 12]
     assert list(tmp_path.glob("events.out.tfevents.*"))
     saved = json.loads((tmp_path / "summary.json").read_text())
     assert saved == summary
@@ -74,11 +69,20 @@ def test_a_finished_run_says_so(tmp_path, idx_dir):
 def test_resumed_run_ends_with_the_parameters_of_an_uninterrupted_one(tmp_path, idx_dir):
     straight = train.train_and_evaluate(idx_config(idx_dir), tmp_path / "straight")
     train.train_and_evaluate(idx_config(idx_dir, **{"train.steps": 7}), tmp_path / "resumed")
-    resumed = train.train_and_evaluate(idx_config(idx_dir), tmp_path / "resumed", allow_config_change=True)
+    resumed = train.train_and_evaluate(
+        idx_config(idx_dir), tmp_path / "resumed", allow_config_change=True
+    )
 
     assert resumed["step"] == straight["step"] == 12
-    assert resumed["train_loss"] == straight["train_loss"] and resumed["test_error"] == straight["test_error"]
-    jax.tree.map(np.testing.assert_array_equal, final_params(tmp_path / "resumed"), final_params(tmp_path / "straight"))
+    assert (
+        resumed["train_loss"] == straight["train_loss"]
+        and resumed["test_error"] == straight["test_error"]
+    )
+    jax.tree.map(
+        np.testing.assert_array_equal,
+        final_params(tmp_path / "resumed"),
+        final_params(tmp_path / "straight"),
+    )
     # Rows written after the checkpoint a run resumes from are replaced, not duplicated.
     steps = [(r["step"], r["split"]) for r in metrics.read_metrics(tmp_path / "resumed")]
     assert len(steps) == len(set(steps))
@@ -89,16 +93,27 @@ def test_many_steps_per_call_train_exactly_as_one_step_per_call(tmp_path, idx_di
     metrics written at those steps and the parameters are those of one step per call, up to
     float rounding: XLA may fuse a step inside a loop differently (jax 0.12 does, by 1e-7)."""
     chunked = train.train_and_evaluate(idx_config(idx_dir), tmp_path / "chunked")
-    one_per_call = train.train_and_evaluate(idx_config(idx_dir, **{"checkpoint.every_steps": 1}), tmp_path / "single")
+    one_per_call = train.train_and_evaluate(
+        idx_config(idx_dir, **{"checkpoint.every_steps": 1}), tmp_path / "single"
+    )
 
     def rows(workdir):
-        return [{k: v for k, v in r.items() if k != "images_per_sec"} for r in metrics.read_metrics(workdir)]
+        return [
+            {k: v for k, v in r.items() if k != "images_per_sec"}
+            for r in metrics.read_metrics(workdir)
+        ]
 
     chunked_rows, single_rows = rows(tmp_path / "chunked"), rows(tmp_path / "single")
-    assert [(r["step"], r["split"]) for r in chunked_rows][:3] == [(4, "train"), (6, "test"), (8, "train")]
+    assert [(r["step"], r["split"]) for r in chunked_rows][:3] == [
+        (4, "train"),
+        (6, "test"),
+        (8, "train"),
+    ]
     assert [{k: v for k, v in r.items() if k != "loss"} for r in chunked_rows] == \
         [{k: v for k, v in r.items() if k != "loss"} for r in single_rows]
-    np.testing.assert_allclose([r["loss"] for r in chunked_rows], [r["loss"] for r in single_rows], rtol=1e-5)
+    np.testing.assert_allclose(
+        [r["loss"] for r in chunked_rows], [r["loss"] for r in single_rows], rtol=1e-5
+    )
     assert chunked["test_error"] == one_per_call["test_error"]
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
                  final_params(tmp_path / "chunked"), final_params(tmp_path / "single"))
@@ -109,17 +124,24 @@ def test_bfloat16_compute_follows_the_float32_loss_curve(tmp_path, idx_dir):
     losses = {}
     for dtype in ("float32", "bfloat16"):
         train.train_and_evaluate(idx_config(idx_dir, **{"model.dtype": dtype}), tmp_path / dtype)
-        losses[dtype] = [r["loss"] for r in metrics.read_metrics(tmp_path / dtype) if r["split"] == "train"]
+        losses[dtype] = [
+            r["loss"] for r in metrics.read_metrics(tmp_path / dtype) if r["split"] == "train"
+        ]
         _, variables, _ = checkpoint.load(tmp_path / dtype)
         assert {x.dtype for x in jax.tree.leaves(variables)} == {np.dtype("float32")}
 
     assert losses["float32"][-1] < losses["float32"][0]  # it learns: 2.78 -> 1.89 over 12 steps
-    np.testing.assert_allclose(losses["bfloat16"], losses["float32"], rtol=0.01)  # measured: within 0.2%
+    # measured: within 0.2%
+    np.testing.assert_allclose(losses["bfloat16"], losses["float32"], rtol=0.01)
 
 
 def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path, idx_dir):
-    runs = [train.train_and_evaluate(idx_config(idx_dir, **{"train.steps": 4, "seed": s}), tmp_path / f"{i}")
-            for i, s in enumerate([0, 0, 1])]
+    runs = [
+        train.train_and_evaluate(
+            idx_config(idx_dir, **{"train.steps": 4, "seed": s}), tmp_path / f"{i}"
+        )
+        for i, s in enumerate([0, 0, 1])
+    ]
     assert runs[0]["train_loss"] == runs[1]["train_loss"] != runs[2]["train_loss"]
 
 
@@ -134,18 +156,24 @@ def test_short_real_run_on_fashion_mnist_files(tmp_path, fashion_mnist_dir):
         "eval.every_steps": 40,
         "checkpoint.every_steps": 40,
     }
-    summary = train.train_and_evaluate(configs.get_config("cifar_resnet20:smoke", overrides), tmp_path)
+    summary = train.train_and_evaluate(
+        configs.get_config("cifar_resnet20:smoke", overrides), tmp_path
+    )
     assert summary["step"] == 80 and summary["params"] > 0
     assert summary["test_error"] < 50.0  # chance is 90%; 80 steps of batch 64 reach about 32%
 
 
-def test_a_diverged_state_is_never_checkpointed_and_the_error_names_the_last_finite_one(tmp_path, idx_dir):
+def test_a_diverged_state_is_never_checkpointed_and_the_error_names_the_last_finite_one(
+    tmp_path, idx_dir
+):
     """Lr 1e38 after 3 warm-up steps at 0.01: step 4 leaves parameters of about 1e37, finite
     numbers whose next loss is not; the run stops there and keeps checkpoints 1 to 3."""
     config = idx_config(idx_dir, **{"optimizer.lr": 1e38, "schedule.warmup_steps": 3,
                                     "checkpoint.every_steps": 1, "train.log_every_steps": 1})
     for _ in range(2):  # a second run resumes from the last finite checkpoint and stops alike
-        with pytest.raises(DivergedError, match="overflowed before step 4; the last finite checkpoint is step 3 in"):
+        with pytest.raises(
+            DivergedError, match="overflowed before step 4; the last finite checkpoint is step 3 in"
+        ):
             train.train_and_evaluate(config, tmp_path)
     assert checkpoint.Checkpoints(tmp_path / "checkpoints").all_steps() == [1, 2, 3]
     params = final_params(tmp_path)
@@ -161,7 +189,9 @@ def flip_a_bit(checkpoint_dir: pathlib.Path) -> None:
     data.write_bytes(bytes(content))
 
 
-def test_a_flipped_bit_in_a_checkpoint_is_found_and_the_run_resumes_from_the_previous_one(tmp_path, idx_dir, caplog):
+def test_a_flipped_bit_in_a_checkpoint_is_found_and_the_run_resumes_from_the_previous_one(
+    tmp_path, idx_dir, caplog
+):
     train.train_and_evaluate(idx_config(idx_dir), tmp_path)  # checkpoints 6 and 12
     intact = final_params(tmp_path)
     flip_a_bit(tmp_path / "checkpoints" / "12")
@@ -169,21 +199,39 @@ def test_a_flipped_bit_in_a_checkpoint_is_found_and_the_run_resumes_from_the_pre
     longer = idx_config(idx_dir, **{"train.steps": 18})
     with caplog.at_level("WARNING", logger="cnn_jax"):
         train.train_and_evaluate(longer, tmp_path, allow_config_change=True)
-    notices = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "corrupt" in r.getMessage()]
+    notices = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelname == "WARNING" and "corrupt" in r.getMessage()
+    ]
     assert len(notices) == 1 and "checkpoints/12 is corrupt: " in notices[0]
-    assert "does not have the checksum it was saved with" in notices[0] and "resuming from step 6" in notices[0]
+    assert (
+        "does not have the checksum it was saved with" in notices[0]
+        and "resuming from step 6" in notices[0]
+    )
     assert (tmp_path / "checkpoints" / "12.unrestorable").is_dir()  # kept, not deleted
     assert checkpoint.Checkpoints(tmp_path / "checkpoints").all_steps() == [6, 12, 18]
     # Steps 7 to 12 trained again give back the parameters the flipped bit had changed.
-    jax.tree.map(np.testing.assert_array_equal, checkpoint.load(tmp_path, step=12)[1]["params"], intact)
+    jax.tree.map(
+        np.testing.assert_array_equal, checkpoint.load(tmp_path, step=12)[1]["params"], intact
+    )
 
 
-def test_a_workdir_whose_checkpoints_all_fail_is_a_clear_error_that_deletes_nothing(tmp_path, idx_dir):
+def test_a_workdir_whose_checkpoints_all_fail_is_a_clear_error_that_deletes_nothing(
+    tmp_path, idx_dir
+):
     train.train_and_evaluate(idx_config(idx_dir, **{"train.steps": 6}), tmp_path)
-    files = [p for p in (tmp_path / "checkpoints" / "6").rglob("*") if p.is_file() and p.stat().st_size > 0]
+    files = [
+        p
+        for p in (tmp_path / "checkpoints" / "6").rglob("*")
+        if p.is_file() and p.stat().st_size > 0
+    ]
     for path in files:
         path.write_bytes(b"garbage")
-    with pytest.raises(CheckpointError, match="No checkpoint in .* can be restored .*checkpoints/6 cannot be restored"):
+    with pytest.raises(
+        CheckpointError,
+        match="No checkpoint in .* can be restored .*checkpoints/6 cannot be restored",
+    ):
         train.train_and_evaluate(idx_config(idx_dir), tmp_path, allow_config_change=True)
     assert all(path.read_bytes() == b"garbage" for path in files)
 

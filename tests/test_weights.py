@@ -86,7 +86,10 @@ def check_same_logits(name: str, size: int, tmp_path, suffix: str = ".safetensor
     expected = torch_logits(net, x)
     ours = np.asarray(jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x))
     difference = np.abs(ours - expected).max()
-    print(f"{name}: max |logit difference| {difference:.3g} (logits up to {np.abs(expected).max():.3g})")
+    print(
+        f"{name}: max |logit difference| {difference:.3g} "
+        f"(logits up to {np.abs(expected).max():.3g})"
+    )
     assert difference < 1e-4 * np.abs(expected).max()
 
 
@@ -135,8 +138,13 @@ def test_googlenet_auxiliary_classifiers_match(tmp_path):
         getattr(net, block).register_forward_hook(
             lambda module, args, out, block=block: inputs.__setitem__(block, out))
     torch_logits(net, x)
-    _, state = model.apply(variables, x, train=False, mutable=["intermediates"],
-                           capture_intermediates=lambda m, _: m.name in ("inception_4a", "inception_4d"))
+    _, state = model.apply(
+        variables,
+        x,
+        train=False,
+        mutable=["intermediates"],
+        capture_intermediates=lambda m, _: m.name in ("inception_4a", "inception_4d"),
+    )
     norm = layers.batch_norm(False, epsilon=googlenet_torchvision.BN_EPSILON)
     conv = lambda *a, **k: googlenet_torchvision.inception_blocks.BasicConv(*a, norm=norm, **k)
     for ours_in, theirs, head in (("inception_4a", "inception4a", "aux1"),
@@ -156,13 +164,17 @@ def test_safetensors_convert_without_torch(tmp_path):
         import sys
         sys.modules["torch"] = None  # import torch fails as where it is not installed
         from experiments import convert
-        convert.write("resnet18", {str(tmp_path / 'resnet18.safetensors')!r}, {str(tmp_path / 'w')!r})
+        convert.write(
+            "resnet18", {str(tmp_path / "resnet18.safetensors")!r}, {str(tmp_path / "w")!r}
+        )
         assert sys.modules["torch"] is None
     """)
     subprocess.run([sys.executable, "-c", script], cwd=ROOT, check=True)
     variables = checkpoint.load(tmp_path / "w")[1]
     np.testing.assert_array_equal(variables["params"]["head"]["kernel"], tensors["fc.weight"].T)
-    np.testing.assert_array_equal(variables["batch_stats"]["stem_bn"]["var"], tensors["bn1.running_var"])
+    np.testing.assert_array_equal(
+        variables["batch_stats"]["stem_bn"]["var"], tensors["bn1.running_var"]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -171,19 +183,27 @@ def resnet18_tensors():
 
 
 def test_a_state_dict_of_another_architecture_is_refused(resnet18_tensors):
-    with pytest.raises(CheckpointError, match=r"not those of torchvision.s vgg11: 22 of its 22 tensors are missing \(e\.g\. features\.0\.bias\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"not those of torchvision.s vgg11: 22 of its 22 tensors are missing "
+        r"\(e\.g\. features\.0\.bias\)",
+    ):
         convert.convert("vgg11", resnet18_tensors)
 
 
 def test_a_missing_key_is_named(resnet18_tensors):
-    tensors = {k: v for k, v in resnet18_tensors.items() if k != "layer2.0.downsample.1.running_var"}
+    tensors = {
+        k: v for k, v in resnet18_tensors.items() if k != "layer2.0.downsample.1.running_var"
+    }
     with pytest.raises(CheckpointError, match=r"lack layer2\.0\.downsample\.1\.running_var"):
         convert.convert("resnet18", tensors)
 
 
 def test_an_extra_key_is_named(resnet18_tensors):
     tensors = resnet18_tensors | {"layer5.0.conv1.weight": np.zeros((8, 8, 3, 3), np.float32)}
-    with pytest.raises(CheckpointError, match=r"hold layer5\.0\.conv1\.weight \(8, 8, 3, 3\), which"):
+    with pytest.raises(
+        CheckpointError, match=r"hold layer5\.0\.conv1\.weight \(8, 8, 3, 3\), which"
+    ):
         convert.convert("resnet18", tensors)
 
 
@@ -196,15 +216,23 @@ def test_a_shape_that_does_not_fit_names_the_key_and_both_shapes(resnet18_tensor
 
 
 def test_a_head_of_another_class_count_is_a_shape_error(resnet18_tensors):
-    tensors = resnet18_tensors | {"fc.weight": np.zeros((10, 512), np.float32), "fc.bias": np.zeros(10, np.float32)}
-    with pytest.raises(CheckpointError, match=r"fc\.bias has shape \(10,\), but resnet18's head/bias needs \(1000,\)"):
+    tensors = resnet18_tensors | {
+        "fc.weight": np.zeros((10, 512), np.float32),
+        "fc.bias": np.zeros(10, np.float32),
+    }
+    with pytest.raises(
+        CheckpointError,
+        match=r"fc\.bias has shape \(10,\), but resnet18's head/bias needs \(1000,\)",
+    ):
         convert.convert("resnet18", tensors)
 
 
 def test_pickles_of_other_objects_are_not_unpickled(tmp_path):
     path = tmp_path / "evil.pth"
     torch.save({"fc.weight": torch.zeros(2), "hook": subprocess.Popen}, path)
-    with pytest.raises(CheckpointError, match=r"not a state dict that loads safely \(weights_only\)"):
+    with pytest.raises(
+        CheckpointError, match=r"not a state dict that loads safely \(weights_only\)"
+    ):
         convert_command.write("resnet18", path, tmp_path / "w")
     assert not (tmp_path / "w").exists()
 
@@ -229,7 +257,10 @@ def test_the_command_says_one_sentence_and_exits_1(tmp_path, resnet18_tensors):
          f"--weights={tmp_path / 'r18.safetensors'}", f"--workdir={tmp_path / 'w'}"],
         cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1] == "error: The weights lack fc.bias, which torchvision's resnet18 has."
+    assert (
+        result.stderr.strip().splitlines()[-1]
+        == "error: The weights lack fc.bias, which torchvision's resnet18 has."
+    )
     unknown = subprocess.run([sys.executable, "-m", "experiments.convert", "--model=resnet99"],
                              cwd=ROOT, capture_output=True, text=True)
     assert unknown.returncode == 1 and "No converter for model 'resnet99'" in unknown.stderr
@@ -240,18 +271,28 @@ def test_config_json_states_the_preprocessing_and_evaluate_runs_on_mock_imagenet
     save(net, tmp_path / "r18.safetensors")
     convert_command.write("resnet18", tmp_path / "r18.safetensors", tmp_path / "w")
     config = checkpoint.read_config(tmp_path / "w")
-    assert (config.model.name, config.dataset.name, config.augment.image_size, config.eval.resize) == (
-        "resnet18", "imagenet2012", 224, 256)
+    assert (
+        config.model.name,
+        config.dataset.name,
+        config.augment.image_size,
+        config.eval.resize,
+    ) == ("resnet18", "imagenet2012", 224, 256)
     assert tuple(config.augment.mean_rgb) == (0.485, 0.456, 0.406)
     assert config.converted.library == "torchvision" and len(config.converted.sha256) == 64
     written = (tmp_path / "w" / "config.json").read_text()
-    (tmp_path / "w" / "config.json").write_text(written.replace('"batch_size": 200', '"batch_size": 8'))
+    (tmp_path / "w" / "config.json").write_text(
+        written.replace('"batch_size": 200', '"batch_size": 8')
+    )
     with tfds.testing.mock_data(num_examples=8):
         step, results = evaluation.evaluate_workdir(tmp_path / "w")
     assert step == 0 and 0 <= results["val"]["error"] <= 100
-    inception = convert_command.converted_config("inception_v4_released", tmp_path / "r18.safetensors",
-                                                 "imagenet2012")
-    assert tuple(inception.augment.stddev_rgb) == (0.5, 0.5, 0.5) and inception.augment.image_size == 299
+    inception = convert_command.converted_config(
+        "inception_v4_released", tmp_path / "r18.safetensors", "imagenet2012"
+    )
+    assert (
+        tuple(inception.augment.stddev_rgb) == (0.5, 0.5, 0.5)
+        and inception.augment.image_size == 299
+    )
 
 
 def test_unknown_names_list_the_convertible_ones():

@@ -3,7 +3,6 @@ kill -9. The crash tests run the command in real processes and stop them with re
 
 import json
 import os
-import pathlib
 import signal
 import socket
 import subprocess
@@ -18,7 +17,7 @@ from cnn_jax.errors import ConfigError
 from cnn_jax.training import checkpoint, metrics, train, workdir
 from experiments.train import default_workdir
 from tests.conftest import ROOT, tiny_overrides
-from tests.test_train import idx_config, idx_dir  # noqa: F401 (fixture)
+from tests.test_train import idx_config
 
 
 def command(idx_dir, run_dir, *extra, **overrides):
@@ -31,7 +30,9 @@ def command(idx_dir, run_dir, *extra, **overrides):
 
 def start(args):
     env = os.environ | {"XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
-    return subprocess.Popen(args, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        args, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
 
 
 def finish(process, returncode: int | None = 0):
@@ -52,11 +53,17 @@ def wait_for(condition, timeout=300, every=0.05):
 
 
 def rows_without_timing(run_dir):
-    return [{k: v for k, v in r.items() if k != "images_per_sec"} for r in metrics.read_metrics(run_dir)]
+    return [
+        {k: v for k, v in r.items() if k != "images_per_sec"} for r in metrics.read_metrics(run_dir)
+    ]
 
 
 def assert_same_params(a, b):
-    jax.tree.map(np.testing.assert_array_equal, checkpoint.load(a)[1]["params"], checkpoint.load(b)[1]["params"])
+    jax.tree.map(
+        np.testing.assert_array_equal,
+        checkpoint.load(a)[1]["params"],
+        checkpoint.load(b)[1]["params"],
+    )
 
 
 # ----- The run a workdir holds -----------------------------------------------------------
@@ -72,7 +79,10 @@ def test_a_resume_with_another_net_batch_or_data_set_is_refused_naming_the_field
         other = idx_config(idx_dir)
         section, name = field.split(".")
         other[section][name] = value
-        with pytest.raises(ConfigError, match=f"holds a run with another {field} \\({message}\\); use a new --workdir"):
+        with pytest.raises(
+            ConfigError,
+            match=f"holds a run with another {field} \\({message}\\); use a new --workdir",
+        ):
             train.train_and_evaluate(other, tmp_path, allow_config_change=True)
     assert json.loads((tmp_path / "config.json").read_text())["model"]["name"] == "cifar_resnet20"
 
@@ -88,25 +98,36 @@ def test_the_readme_commands_on_two_data_sets_get_two_default_workdirs():
     fashion = {"dataset.name": "fashion_mnist", "dataset.source": "files",
                "dataset.data_dir": "/usr/share/datasets/fashion-mnist"}
     assert default_workdir("cifar_plain56_smoke", {}) == "runs/cifar_plain56_smoke"
-    assert default_workdir("cifar_plain56_smoke", fashion) == "runs/cifar_plain56_smoke_fashion_mnist_source=files"
+    assert (
+        default_workdir("cifar_plain56_smoke", fashion)
+        == "runs/cifar_plain56_smoke_fashion_mnist_source=files"
+    )
     # Fields that do not define the run (see --allow_config_change) keep the workdir.
-    assert default_workdir("cifar_plain56_smoke", {"train.steps": 500, "eval.every_steps": 10}) == "runs/cifar_plain56_smoke"
-    assert default_workdir("cifar_resnet20", {"model.width": 8, "schedule.boundaries": (50, 75)}) == (
-        "runs/cifar_resnet20_width=8_boundaries=50-75")
+    assert (
+        default_workdir("cifar_plain56_smoke", {"train.steps": 500, "eval.every_steps": 10})
+        == "runs/cifar_plain56_smoke"
+    )
+    assert default_workdir(
+        "cifar_resnet20", {"model.width": 8, "schedule.boundaries": (50, 75)}
+    ) == ("runs/cifar_resnet20_width=8_boundaries=50-75")
 
 
 # ----- One run at a time --------------------------------------------------------------------
 
 
-def test_of_two_runs_started_together_on_one_workdir_one_trains_and_one_is_refused(tmp_path, idx_dir):
+def test_of_two_runs_started_together_on_one_workdir_one_trains_and_one_is_refused(
+    tmp_path, idx_dir
+):
     args = command(idx_dir, tmp_path / "run", **{"train.steps": 24})
     first, second = start(args), start(args)
     outputs = {p.pid: finish(p, returncode=None) for p in (first, second)}
     winner, loser = sorted((first, second), key=lambda p: p.returncode)
     assert (winner.returncode, loser.returncode) == (0, 1), outputs
     last_line = outputs[loser.pid].strip().splitlines()[-1]
-    assert last_line.startswith(f"error: {tmp_path / 'run'} is in use by the run of process {winner.pid} on "
-                                f"{socket.gethostname()}"), outputs[loser.pid]
+    assert last_line.startswith(
+        f"error: {tmp_path / 'run'} is in use by the run of process {winner.pid} on "
+        f"{socket.gethostname()}"
+    ), outputs[loser.pid]
     assert "finished at step 24" in outputs[winner.pid]
     assert checkpoint.Checkpoints(tmp_path / "run" / "checkpoints").all_steps() == [12, 18, 24]
     assert not (tmp_path / "run" / workdir.LOCK).exists()  # released on exit
@@ -121,7 +142,9 @@ def test_the_lock_of_a_killed_run_is_taken_over(tmp_path, idx_dir):
     assert json.loads((run_dir / workdir.LOCK).read_text())["pid"] == killed.pid  # left behind
 
     steps = saved_steps(run_dir)[-1] + 6
-    output = finish(start(command(idx_dir, run_dir, "--allow_config_change", **{"train.steps": steps})))
+    output = finish(
+        start(command(idx_dir, run_dir, "--allow_config_change", **{"train.steps": steps}))
+    )
     assert f"Took over {run_dir / workdir.LOCK} from process {killed.pid}" in output
     assert f"finished at step {steps}" in output
 

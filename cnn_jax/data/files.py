@@ -40,7 +40,9 @@ def _binary_records(label_bytes: int) -> Callable[[bytes, str], tuple[np.ndarray
     def parse(data: bytes, name: str):
         size = label_bytes + 3 * 32 * 32
         if len(data) % size:
-            raise DataError(f"{name} is not a CIFAR binary file: its size is not a multiple of {size} bytes.")
+            raise DataError(
+                f"{name} is not a CIFAR binary file: its size is not a multiple of {size} bytes."
+            )
         records = np.frombuffer(data, np.uint8).reshape(-1, size)
         return records[:, label_bytes:].reshape(-1, 3, 32, 32), records[:, label_bytes - 1]
 
@@ -57,9 +59,13 @@ def _python_batch(label_key: bytes) -> Callable[[bytes, str], tuple[np.ndarray, 
         except pickle.UnpicklingError as e:
             raise DataError(f"{name} is not a CIFAR python batch file: {e}") from None
         except Exception as e:  # truncated or foreign pickles raise many types
-            raise DataError(f"{name} is not a CIFAR python batch file ({type(e).__name__}: {e}).") from None
+            raise DataError(
+                f"{name} is not a CIFAR python batch file ({type(e).__name__}: {e})."
+            ) from None
         if images.dtype != np.uint8 or images.size != len(labels) * 3 * 32 * 32:
-            raise DataError(f"{name} is not a CIFAR python batch file: its b'data' is not 3072 bytes per label.")
+            raise DataError(
+                f"{name} is not a CIFAR python batch file: its b'data' is not 3072 bytes per label."
+            )
         return images.reshape(-1, 3, 32, 32), labels
 
     return parse
@@ -138,7 +144,9 @@ def _read_cifar(name: str, split: str, directory: pathlib.Path) -> Arrays:
                 parts = [dist.parse(_member(tar, f"{dist.folder}/{m}", directory / dist.archive), m)
                          for m in members]
             break
-        folder = next((d for d in (directory / dist.folder, directory) if (d / members[0]).is_file()), None)
+        folder = next(
+            (d for d in (directory / dist.folder, directory) if (d / members[0]).is_file()), None
+        )
         if folder is not None:
             parts = [dist.parse((folder / m).read_bytes(), str(folder / m)) for m in members]
             break
@@ -157,7 +165,9 @@ def _member(tar: tarfile.TarFile, name: str, archive: pathlib.Path) -> bytes:
     try:
         return tar.extractfile(name).read()
     except (KeyError, AttributeError):
-        raise DataError(f"{archive} has no file {name}; is it the archive from {DOWNLOAD_PAGES['cifar10']}?") from None
+        raise DataError(
+            f"{archive} has no file {name}; is it the archive from {DOWNLOAD_PAGES['cifar10']}?"
+        ) from None
 
 
 def _read_idx(name: str, split: str, directory: pathlib.Path) -> Arrays:

@@ -27,7 +27,9 @@ class TrainSplit:
     labels: jax.Array  # int32 (rows,)
     size: int = flax.struct.field(pytree_node=False)  # real examples
 
-    def batch(self, key: jax.Array, step: jax.Array, batch_size: int) -> tuple[jax.Array, jax.Array]:
+    def batch(
+        self, key: jax.Array, step: jax.Array, batch_size: int
+    ) -> tuple[jax.Array, jax.Array]:
         """The `batch_size` examples of `step`: epoch = step // (size // batch_size)."""
         epoch, position = jnp.divmod(step, self.size // batch_size)
         positions = position * batch_size + jnp.arange(batch_size)
@@ -65,7 +67,8 @@ def shuffled_positions(key: jax.Array, positions: jax.Array, size: int) -> jax.A
 
 
 def _mix(x: jax.Array) -> jax.Array:
-    """MurmurHash3's 32-bit finalizer: every input bit flips each output bit with probability ~1/2."""
+    """MurmurHash3's 32-bit finalizer: every input bit flips each output bit with probability
+    ~1/2."""
     x = (x ^ (x >> 16)) * jnp.uint32(0x85EBCA6B)
     x = (x ^ (x >> 13)) * jnp.uint32(0xC2B2AE35)
     return x ^ (x >> 16)

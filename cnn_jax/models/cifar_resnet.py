@@ -90,7 +90,9 @@ class CifarResNet(nn.Module):
         super().__post_init__()
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray, train: bool = False, keep: jnp.ndarray | None = None) -> jnp.ndarray:
+    def __call__(
+        self, x: jnp.ndarray, train: bool = False, keep: jnp.ndarray | None = None
+    ) -> jnp.ndarray:
         """`keep`: None, or one multiplier per block in network order (see BasicBlock)."""
         conv = layers.conv(self.dtype, self.conv)
         norm = layers.batch_norm(train, self.dtype)
@@ -120,7 +122,9 @@ class CifarResNet(nn.Module):
                     length=n - 1,
                 )
                 rest = None if keep is None else keeps[1:]
-                x, _ = blocks(functools.partial(block, strides=1), name=f"stage{stage + 1}_blocks")(x, rest)
+                x, _ = blocks(functools.partial(block, strides=1), name=f"stage{stage + 1}_blocks")(
+                    x, rest
+                )
                 continue
             for i in range(2, n + 1):
                 x = block(strides=1, name=f"stage{stage + 1}_block{i}")(x, keeps[i - 1])
@@ -137,7 +141,9 @@ def scan_variables(variables: dict[str, Any]) -> dict[str, Any]:
             match = re.fullmatch(r"(stage\d+)_block(\d+)", name)
             if match and int(match.group(2)) > 1:
                 stacked.setdefault(f"{match.group(1)}_blocks", []).append(tree.pop(name))
-        tree.update({k: {"block": jax.tree.map(lambda *x: jnp.stack(x), *v)} for k, v in stacked.items()})
+        tree.update(
+            {k: {"block": jax.tree.map(lambda *x: jnp.stack(x), *v)} for k, v in stacked.items()}
+        )
         out[collection] = tree
     return out
 
@@ -150,7 +156,9 @@ def unroll_variables(variables: dict[str, Any]) -> dict[str, Any]:
         for name in [k for k in tree if k.endswith("_blocks")]:
             stacked = tree.pop(name)["block"]
             for i in range(jax.tree.leaves(stacked)[0].shape[0]):
-                tree[f"{name.removesuffix('_blocks')}_block{i + 2}"] = jax.tree.map(lambda x: x[i], stacked)
+                tree[f"{name.removesuffix('_blocks')}_block{i + 2}"] = jax.tree.map(
+                    lambda x: x[i], stacked
+                )
         out[collection] = tree
     return out
 

@@ -76,7 +76,7 @@ REDUCTION_A_FILTERS = {
 }
 
 
-def reduction_a(k: int, l: int, m: int, n: int) -> Block:
+def reduction_a(k: int, l: int, m: int, n: int) -> Block:  # noqa: E741 (Table 1's names)
     """Figure 7: 35x35 -> 17x17."""
     return Block((("max 3x3/2 V",), (f"3x3/2 V {n}",), (f"1x1 {k}", f"3x3 {l}", f"3x3/2 V {m}")))
 
@@ -148,7 +148,7 @@ INCEPTION_C_RELEASED = Block(
 REDUCTION_B_RELEASED = Block(REDUCTION_B.branches[1:] + REDUCTION_B.branches[:1])
 
 
-def reduction_a_released(k: int, l: int, m: int, n: int) -> Block:
+def reduction_a_released(k: int, l: int, m: int, n: int) -> Block:  # noqa: E741 (Table 1's names)
     """Figure 7 with the max pool last, as released."""
     return Block(((f"3x3/2 V {n}",), (f"1x1 {k}", f"3x3 {l}", f"3x3/2 V {m}"), ("max 3x3/2 V",)))
 

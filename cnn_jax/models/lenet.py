@@ -133,7 +133,11 @@ class LeNet5(nn.Module):
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         del train  # No dropout or BN.
         conv = functools.partial(
-            self.conv, kernel_size=(5, 5), padding="VALID", kernel_init=_kernel_init, dtype=self.dtype
+            self.conv,
+            kernel_size=(5, 5),
+            padding="VALID",
+            kernel_init=_kernel_init,
+            dtype=self.dtype,
         )
         dense = functools.partial(nn.Dense, kernel_init=_kernel_init, dtype=self.dtype)
 

@@ -71,7 +71,11 @@ class BasicBlock(nn.Module):
         y = self.norm()(y)
         if self.residual:
             y = y if keep is None else keep.astype(y.dtype) * y
-            y = add_shortcut(self, y, Shortcut(self.filters, self.strides, self.shortcut, self.conv, self.norm)(x))
+            y = add_shortcut(
+                self,
+                y,
+                Shortcut(self.filters, self.strides, self.shortcut, self.conv, self.norm)(x),
+            )
             return self.act(y)
         y = self.act(y)
         if keep is None or y.shape != x.shape:

@@ -87,7 +87,9 @@ class Bottleneck(nn.Module):
         out = self.filters * BOTTLENECK_EXPANSION
         y = self.norm()(self.conv(out, (1, 1))(y))
         if self.residual:
-            y = add_shortcut(self, y, Shortcut(out, self.strides, self.shortcut, self.conv, self.norm)(x))
+            y = add_shortcut(
+                self, y, Shortcut(out, self.strides, self.shortcut, self.conv, self.norm)(x)
+            )
         return self.act(y)
 
 

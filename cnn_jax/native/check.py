@@ -3,10 +3,11 @@
 oneDNN picks a kernel for each shape, instruction set and thread count, so a kernel that is
 wrong for one shape says nothing about the next. `convolutions(fn, *args)` lists the distinct
 convolutions a function runs (from its jaxpr); `compare` runs one of them, its input gradient
-and its weight gradient through `cnn_jax.cpu.conv.conv_general_dilated` several times on random data,
-with every thread the machine has, and measures each call against `lax.conv_general_dilated`
-compiled by XLA. A call matches when its largest error is within `TOLERANCE` of the largest
-reference value, and the repeated calls must agree bit for bit (exact resumption depends on it).
+and its weight gradient through `cnn_jax.cpu.conv.conv_general_dilated` several times on
+random data, with every thread the machine has, and measures each call against
+`lax.conv_general_dilated` compiled by XLA. A call matches when its largest error is within
+`TOLERANCE` of the largest reference value, and the repeated calls must agree bit for bit
+(exact resumption depends on it).
 
 `trusted` applies the same test to oneDNN's own kernels the first time a machine runs a
 convolution (the answer is kept in the native cache, per build, CPU and thread count): a

@@ -2,7 +2,8 @@
 nets left, ResNets right; dashed = training error, bold = test error).
 
     plot = LivePlot()
-    sweeps.run(nets, seeds, sweep_dir, on_metrics=plot)  # or train_and_evaluate(..., on_metrics=plot)
+    # or train_and_evaluate(..., on_metrics=plot)
+    sweeps.run(nets, seeds, sweep_dir, on_metrics=plot)
     plot.figure                                          # the final figure
 """
 
@@ -33,7 +34,9 @@ class LivePlot:
         if row["split"] not in ("train", "test") or "error" not in row:
             return
         net = runs_lib.net_of_workdir(workdir)
-        steps, errors = self.curves.setdefault((net, str(workdir)), {}).setdefault(row["split"], ([], []))
+        steps, errors = self.curves.setdefault((net, str(workdir)), {}).setdefault(
+            row["split"], ([], [])
+        )
         steps.append(row["step"])
         errors.append(row["error"])
         if row["split"] == "test" or time.monotonic() - self._drawn_at >= self.min_interval_s:

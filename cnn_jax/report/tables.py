@@ -163,7 +163,9 @@ def settings(sweep: Sweep) -> list[str]:
     return lines
 
 
-def markdown(sweep: Sweep, figures: dict[str, str | None], analyses: list[str] | None = None) -> str:
+def markdown(
+    sweep: Sweep, figures: dict[str, str | None], analyses: list[str] | None = None
+) -> str:
     """The whole report.md; `figures` maps a figure's title to its file name (None: not drawn);
     `analyses`: lines on the runs' lesion studies and loss landscapes."""
     verdicts = [degradation_verdict(sweep), fix_verdict(sweep), same_depth_verdict(sweep)]
@@ -192,7 +194,9 @@ def markdown(sweep: Sweep, figures: dict[str, str | None], analyses: list[str] |
 
 
 def _datasets(sweep: Sweep) -> list[str]:
-    return sorted({str(r.summary.get("dataset", "?")) for runs in sweep.runs.values() for r in runs})
+    return sorted(
+        {str(r.summary.get("dataset", "?")) for runs in sweep.runs.values() for r in runs}
+    )
 
 
 def _final(sweep: Sweep, kind: str, depth: int, key: str) -> Stats:

@@ -58,14 +58,18 @@ class Checkpoints:
         that its arrays are those that were saved."""
         step = self.latest_step() if step is None else step
         if step is None or step not in self.all_steps():
-            raise CheckpointError(f"No checkpoint {'' if step is None else step} in {self.directory}.")
+            raise CheckpointError(
+                f"No checkpoint {'' if step is None else step} in {self.directory}."
+            )
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
         try:
             state = self._restore_tree(step, abstract)
             saved = self._manager.metadata(step).custom_metadata or {}
         except Exception as e:  # Orbax raises many types for missing, truncated or foreign files.
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise CheckpointError(f"Checkpoint {self.directory / str(step)} cannot be restored: {reason[:300]}") from None
+            raise CheckpointError(
+                f"Checkpoint {self.directory / str(step)} cannot be restored: {reason[:300]}"
+            ) from None
         if CHECKSUMS in saved:  # absent from checkpoints written by other programs
             restored = checksums(state)
             for name, crc in saved[CHECKSUMS].items():
@@ -108,8 +112,9 @@ class Checkpoints:
             return state
         if failures:
             raise CheckpointError(
-                f"No checkpoint in {self.directory} can be restored (the newest: {failures[0][1]}); "
-                "nothing in it was changed: use a new --workdir to start again."
+                f"No checkpoint in {self.directory} can be restored "
+                f"(the newest: {failures[0][1]}); nothing in it was changed: "
+                "use a new --workdir to start again."
             )
         return None
 
@@ -135,7 +140,9 @@ class Checkpoints:
 def checksums(state: TrainState) -> dict[str, int]:
     """The CRC-32 of every array of a (replicated) state, by its path in the tree."""
     leaves = jax.tree_util.tree_leaves_with_path(state)
-    local = jax.device_get([x.addressable_data(0) if isinstance(x, jax.Array) else x for _, x in leaves])
+    local = jax.device_get(
+        [x.addressable_data(0) if isinstance(x, jax.Array) else x for _, x in leaves]
+    )
     return {jax.tree_util.keystr(path): zlib.crc32(np.ascontiguousarray(x).tobytes())
             for (path, _), x in zip(leaves, local)}
 
@@ -148,14 +155,21 @@ def read_config(workdir: epath.PathLike) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.loads(path.read_text()))
 
 
-def restore_state(workdir: epath.PathLike, step: int | None = None) -> tuple[nn.Module, TrainState, ml_collections.ConfigDict]:
+def restore_state(
+    workdir: epath.PathLike, step: int | None = None
+) -> tuple[nn.Module, TrainState, ml_collections.ConfigDict]:
     """The model, the train state at `step` (default: latest) and the config of a workdir,
     restored replicated over all present devices."""
     config = read_config(workdir)
     model = models.from_config(config.model, catalog.num_classes(config.dataset))
     mesh = sharding.make_mesh()
     target = state_lib.abstract(
-        model, optim.direction(config), config, catalog.input_shape(config), catalog.mean_shape(config), mesh
+        model,
+        optim.direction(config),
+        config,
+        catalog.input_shape(config),
+        catalog.mean_shape(config),
+        mesh,
     )
     ckpts = Checkpoints(epath.Path(workdir) / "checkpoints", keep=config.checkpoint.keep)
     state = ckpts.restore(target, step)

@@ -37,7 +37,9 @@ class MetricWriter:
 
     FILES = {"diagnostics": "diagnostics.jsonl"}  # by split; the others go to metrics.jsonl
 
-    def __init__(self, workdir: epath.PathLike, resume_step: int = 0, on_write: MetricsCallback | None = None):
+    def __init__(
+        self, workdir: epath.PathLike, resume_step: int = 0, on_write: MetricsCallback | None = None
+    ):
         self.enabled = jax.process_index() == 0
         self.workdir = epath.Path(workdir)
         self.on_write = on_write
@@ -80,19 +82,24 @@ class _Events:
     SummaryWriter writes from a thread of its own, which kill -9 leaves with nothing written)."""
 
     def __init__(self, workdir: epath.Path, resume_step: int):
-        from tensorboardX import event_file_writer, summary  # Imported here: only process 0 needs it.
+        # Imported here: only process 0 needs it.
+        from tensorboardX import event_file_writer, summary
         from tensorboardX.proto import event_pb2
 
         self._pb, self._scalar = event_pb2, summary.scalar
         self._writer = event_file_writer.EventsWriter(str(workdir / "events"))
         if resume_step:  # TensorBoard drops the earlier files' events after this step
             start = event_pb2.SessionLog(status=event_pb2.SessionLog.START)
-            self._writer.write_event(self._pb.Event(step=resume_step, wall_time=time.time(), session_log=start))
+            self._writer.write_event(
+                self._pb.Event(step=resume_step, wall_time=time.time(), session_log=start)
+            )
 
     def write(self, step: int, scalars: dict[str, float]) -> None:
         for tag, value in scalars.items():
             summary = self._scalar(tag, value)
-            self._writer.write_event(self._pb.Event(step=step, wall_time=time.time(), summary=summary))
+            self._writer.write_event(
+                self._pb.Event(step=step, wall_time=time.time(), summary=summary)
+            )
         self._writer.flush()
 
     def close(self) -> None:
@@ -112,7 +119,9 @@ def read_metrics(workdir: epath.PathLike, filename: str = "metrics.jsonl") -> li
             rows.append(json.loads(line))
         except json.JSONDecodeError:
             if number < len(lines):
-                raise WorkdirError(f"Line {number} of {path} is not a JSON object; the file is corrupt.") from None
+                raise WorkdirError(
+                    f"Line {number} of {path} is not a JSON object; the file is corrupt."
+                ) from None
             log.warning("Left out the last line of %s, cut short by a crash: %.60s", path, line)
     return rows
 
@@ -130,7 +139,11 @@ class Progress:
         self._bar = None
         if self.enabled and sys.stderr.isatty():
             self._bar = tqdm.tqdm(
-                total=total_steps, initial=first_step, unit="step", dynamic_ncols=True, file=sys.stderr
+                total=total_steps,
+                initial=first_step,
+                unit="step",
+                dynamic_ncols=True,
+                file=sys.stderr,
             )
         self._start_time, self._start_step = time.perf_counter(), first_step
 
@@ -138,7 +151,10 @@ class Progress:
         """Reports `steps_done` more steps, now at `step`, with the latest training metrics."""
         if not self.enabled:
             return
-        shown = f"loss={train['loss']:.4f} error={train['error']:.2f}% {train['images_per_sec']:.0f} img/s"
+        shown = (
+            f"loss={train['loss']:.4f} error={train['error']:.2f}% "
+            f"{train['images_per_sec']:.0f} img/s"
+        )
         if self._bar is not None:
             self._bar.update(steps_done)
             self._bar.set_postfix_str(shown)
@@ -146,7 +162,14 @@ class Progress:
         elapsed = time.perf_counter() - self._start_time
         rate = (step - self._start_step) / elapsed if elapsed > 0 else 0.0
         eta = (self.total_steps - step) / rate if rate > 0 else float("nan")
-        log.info("step %d/%d %s lr=%.4g eta %s", step, self.total_steps, shown, train["lr"], _duration(eta))
+        log.info(
+            "step %d/%d %s lr=%.4g eta %s",
+            step,
+            self.total_steps,
+            shown,
+            train["lr"],
+            _duration(eta),
+        )
 
     def evaluated(self, step: int, latest: dict[str, dict[str, float]]) -> None:
         splits = [s for s in ("val", "test") if s in latest]

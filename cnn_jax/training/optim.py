@@ -43,7 +43,9 @@ def _direction(config: ml_collections.ConfigDict) -> optax.GradientTransformatio
     opt = config.optimizer
     decay = optax.add_decayed_weights(opt.weight_decay)
     if opt.name == "sgd":
-        return optax.chain(decay, optax.trace(decay=opt.momentum, nesterov=opt.get("nesterov", False)))
+        return optax.chain(
+            decay, optax.trace(decay=opt.momentum, nesterov=opt.get("nesterov", False))
+        )
     if opt.name == "rmsprop":
         return optax.chain(
             decay,
@@ -68,7 +70,8 @@ def schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
         factors = s.get("factors") or (s.factor,) * len(s.boundaries)
         if len(factors) != len(s.boundaries):
             raise ConfigError(
-                f"schedule.factors has {len(factors)} values for {len(s.boundaries)} schedule.boundaries."
+                f"schedule.factors has {len(factors)} values for {len(s.boundaries)} "
+                "schedule.boundaries."
             )
         steps = dict(sorted((int(b), f) for b, f in zip(s.boundaries, factors)))
         return optax.piecewise_constant_schedule(config.optimizer.lr, steps)
@@ -82,12 +85,16 @@ def schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
 def learning_rate(
     config: ml_collections.ConfigDict, step: jax.Array, warming_up: jax.Array
 ) -> jax.Array:
-    """The scheduled rate, or schedule.warmup_lr while the warm-up lasts (see `still_warming_up`)."""
+    """The scheduled rate, or schedule.warmup_lr while the warm-up lasts (see
+    `still_warming_up`)."""
     return jnp.where(warming_up, config.schedule.warmup_lr, schedule(config)(step))
 
 
 def still_warming_up(
-    config: ml_collections.ConfigDict, warming_up: jax.Array, step: jax.Array, batch_error: jax.Array
+    config: ml_collections.ConfigDict,
+    warming_up: jax.Array,
+    step: jax.Array,
+    batch_error: jax.Array,
 ) -> jax.Array:
     """ResNet-110's warm-up (He et al. 2015, section 4.2): lr 0.01 "until the training error is
     below 80% (about 400 iterations)". It ends at the first batch with an error below

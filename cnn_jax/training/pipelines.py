@@ -52,7 +52,9 @@ class InMemory:
         self.input_shape = catalog.input_shape(config)
         self._train = in_memory.put_train(splits["train"], mesh)
         self._eval = {
-            name: in_memory.put_eval(_first(splits[name], config.eval.max_examples), config.eval.batch_size, mesh)
+            name: in_memory.put_eval(
+                _first(splits[name], config.eval.max_examples), config.eval.batch_size, mesh
+            )
             for name in ("val", "test")
             if name in splits
         }
@@ -130,7 +132,11 @@ class Streaming:
         # Every process runs the same number of batches (shards may differ by an example).
         total = -(-examples // batch_size)
         local = self._imagenet.eval_batches(
-            config, "validation", batch_size // jax.process_count(), jax.process_index(), jax.process_count()
+            config,
+            "validation",
+            batch_size // jax.process_count(),
+            jax.process_index(),
+            jax.process_count(),
         )
         sums, template = None, None
         for batch in itertools.islice(itertools.chain(local, itertools.repeat(None)), total):
@@ -138,8 +144,12 @@ class Streaming:
                 batch = {k: np.zeros_like(v) for k, v in template.items()}
             template = batch
             arrays = {k: self._put(np.asarray(v)) for k, v in batch.items()}
-            batch_sums = self._evaluate_batch(state, arrays["images"], arrays["labels"], arrays["mask"])
-            sums = batch_sums if sums is None else jax.tree.map(lambda a, b: a + b, sums, batch_sums)
+            batch_sums = self._evaluate_batch(
+                state, arrays["images"], arrays["labels"], arrays["mask"]
+            )
+            sums = (
+                batch_sums if sums is None else jax.tree.map(lambda a, b: a + b, sums, batch_sums)
+            )
         return {"val": sums}
 
     def diagnostics(self, state: TrainState) -> steps.Metrics:

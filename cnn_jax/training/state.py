@@ -99,7 +99,9 @@ def abstract(
     mean = jax.ShapeDtypeStruct(mean_shape, jnp.float32)
     shapes = jax.eval_shape(lambda m: create(model, optimizer, config, m, mesh, input_shape), mean)
     replicated = sharding.replicated(mesh)
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), shapes)
+    return jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), shapes
+    )
 
 
 def stack(states: list[TrainState]) -> TrainState:

@@ -1,8 +1,9 @@
 """The jit-compiled train and eval steps, the same for every model.
 
 `TrainSteps` runs many iterations per call (`lax.fori_loop` over the on-device data set)
-and returns the sums of the metrics over those iterations. Randomness is a pure function of (seed, step): the batch order
-from the data key and the epoch, the crops and flips from the augmentation key and the step.
+and returns the sums of the metrics over those iterations. Randomness is a pure function of
+(seed, step): the batch order from the data key and the epoch, the crops and flips from the
+augmentation key and the step.
 """
 
 import functools
@@ -31,13 +32,20 @@ Metrics = dict[str, jax.Array]
 
 def zero_sums() -> Metrics:
     """Sums over the examples of a call: loss, top-1 mistakes, examples."""
-    return {"loss": jnp.zeros(()), "errors": jnp.zeros((), jnp.int32), "count": jnp.zeros((), jnp.int32)}
+    return {
+        "loss": jnp.zeros(()),
+        "errors": jnp.zeros((), jnp.int32),
+        "count": jnp.zeros((), jnp.int32),
+    }
 
 
 def stream_keys(seed: int | jax.Array) -> dict[str, jax.Array]:
     """Independent random streams derived from the seed (0 is the initialization's)."""
     root = jax.random.key(seed)
-    return {name: jax.random.fold_in(root, i) for i, name in enumerate(("data", "augment", "dropout"), 1)}
+    return {
+        name: jax.random.fold_in(root, i)
+        for i, name in enumerate(("data", "augment", "dropout"), 1)
+    }
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -45,7 +53,11 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 def apply_in_groups(
-    model: nn.Module, variables: dict[str, Any], images: jax.Array, dropout_key: jax.Array, group_size: int
+    model: nn.Module,
+    variables: dict[str, Any],
+    images: jax.Array,
+    dropout_key: jax.Array,
+    group_size: int,
 ) -> tuple[jax.Array, dict[str, Any]]:
     """The training-mode forward pass, with BatchNorm statistics per group of `group_size`.
 
@@ -105,11 +117,15 @@ class TrainSteps:
                 state, metrics = step_fn(state, data)
                 return state, _accumulate(sums, metrics)
 
-            state, sums = jax.lax.fori_loop(0, num_steps, body, (state, zero_sums() | {"lr": jnp.zeros(())}))
+            state, sums = jax.lax.fori_loop(
+                0, num_steps, body, (state, zero_sums() | {"lr": jnp.zeros(())})
+            )
             return state, sums | {"finite": is_finite(state)}
 
         self._many_steps = jax.jit(
-            per_replica(many_steps, replicas), out_shardings=(replicated, replicated), donate_argnums=0
+            per_replica(many_steps, replicas),
+            out_shardings=(replicated, replicated),
+            donate_argnums=0,
         )
         self._compiled = None
 
@@ -119,7 +135,9 @@ class TrainSteps:
         self._compiled = self._many_steps.lower(state, data, np.int32(1)).compile()
         return time.perf_counter() - start
 
-    def __call__(self, state: TrainState, data: TrainSplit, num_steps: int) -> tuple[TrainState, Metrics]:
+    def __call__(
+        self, state: TrainState, data: TrainSplit, num_steps: int
+    ) -> tuple[TrainState, Metrics]:
         return (self._compiled or self._many_steps)(state, data, np.int32(num_steps))
 
 
@@ -169,7 +187,9 @@ def make_update(
         objective = loss + aux_weight * sum(cross_entropy(a, labels).mean() for a in aux_logits)
         return objective, (loss, logits, updates.get("batch_stats", {}))
 
-    def update(state: TrainState, images: jax.Array, labels: jax.Array) -> tuple[TrainState, Metrics]:
+    def update(
+        state: TrainState, images: jax.Array, labels: jax.Array
+    ) -> tuple[TrainState, Metrics]:
         images = jax.lax.with_sharding_constraint(images, batch_sharding)
         labels = jax.lax.with_sharding_constraint(labels, batch_sharding)
         grads, (loss, logits, batch_stats) = jax.grad(loss_fn, has_aux=True)(
@@ -187,7 +207,9 @@ def make_update(
             batch_stats=batch_stats,
             opt_state=opt_state,
             warming_up=optim.still_warming_up(config, state.warming_up, state.step, batch_error),
-            ema_params=state_lib.update_average(state.ema_params, params, ema_decay) if ema_decay else {},
+            ema_params=state_lib.update_average(state.ema_params, params, ema_decay)
+            if ema_decay
+            else {},
         )
         metrics = {"loss": loss * batch_size, "errors": errors, "count": jnp.asarray(batch_size)}
         return new_state, metrics | {"lr": lr}
@@ -236,7 +258,11 @@ def make_stream_step(
         state, metrics = update(state, images, labels)
         return state, metrics | {"finite": is_finite(state)}
 
-    return jax.jit(per_replica(checked_update, replicas), out_shardings=(replicated, replicated), donate_argnums=0)
+    return jax.jit(
+        per_replica(checked_update, replicas),
+        out_shardings=(replicated, replicated),
+        donate_argnums=0,
+    )
 
 
 def batch_sums(model: nn.Module, state: TrainState, images, labels, mask) -> Metrics:
@@ -248,7 +274,9 @@ def batch_sums(model: nn.Module, state: TrainState, images, labels, mask) -> Met
     variables = state.eval_variables
     if images.ndim == 5:
         batch, crops = images.shape[:2]
-        logits = model.apply(variables, images.reshape(batch * crops, *images.shape[2:]), train=False)
+        logits = model.apply(
+            variables, images.reshape(batch * crops, *images.shape[2:]), train=False
+        )
         per_crop = jax.nn.log_softmax(logits.reshape(batch, crops, -1))
         log_probs = jax.nn.logsumexp(per_crop, axis=1) - jnp.log(crops)  # log of the mean softmax
     else:
@@ -298,13 +326,19 @@ def make_diagnostics(model: nn.Module, mesh: Mesh, replicas: int = 1) -> Callabl
     def diagnostics(state: TrainState, images, labels) -> Metrics:
         def loss_fn(params):
             variables = {"params": params, "batch_stats": state.batch_stats}
-            logits, updates = model.apply(variables, images, train=True, mutable=["batch_stats", "diagnostics"])
+            logits, updates = model.apply(
+                variables, images, train=True, mutable=["batch_stats", "diagnostics"]
+            )
             return cross_entropy(logits, labels).mean(), updates.get("diagnostics", {})
 
         grads, sown = jax.grad(loss_fn, has_aux=True)(state.params)
-        out = {f"grad_norm/{stage}": optax.tree.norm(tree) for stage, tree in by_stage(grads).items()}
+        out = {
+            f"grad_norm/{stage}": optax.tree.norm(tree) for stage, tree in by_stage(grads).items()
+        }
         for stage, tree in by_stage(sown).items():
-            out[f"residual_ratio/{stage}"] = jnp.mean(jnp.concatenate([jnp.ravel(x) for x in jax.tree.leaves(tree)]))
+            out[f"residual_ratio/{stage}"] = jnp.mean(
+                jnp.concatenate([jnp.ravel(x) for x in jax.tree.leaves(tree)])
+            )
         return out
 
     return jax.jit(per_replica(diagnostics, replicas), out_shardings=sharding.replicated(mesh))

@@ -81,8 +81,14 @@ def train_replicas(
     _check_same_but_seed(configs)
     for config in configs:
         _check_values(config)
-    runs = [_Run(c, epath.Path(w), checkpoint.Checkpoints(epath.Path(w) / "checkpoints", c.checkpoint.keep))
-            for c, w in zip(configs, workdirs)]
+    runs = [
+        _Run(
+            c,
+            epath.Path(w),
+            checkpoint.Checkpoints(epath.Path(w) / "checkpoints", c.checkpoint.keep),
+        )
+        for c, w in zip(configs, workdirs)
+    ]
     with contextlib.ExitStack() as locks:
         for run in runs:
             locks.enter_context(workdir_lib.lock(run.workdir))
@@ -96,10 +102,14 @@ def train_replicas(
         if todo:
             with _Signals() as signals:
                 trained = dict(zip(todo, _train(todo, on_metrics, signals)))
-    return [trained[run] if run in todo else run.summary() | {"already_finished": True} for run in runs]
+    return [
+        trained[run] if run in todo else run.summary() | {"already_finished": True} for run in runs
+    ]
 
 
-def _train(runs: list[_Run], on_metrics: metrics.MetricsCallback | None, signals: "_Signals") -> list[dict[str, Any]]:
+def _train(
+    runs: list[_Run], on_metrics: metrics.MetricsCallback | None, signals: "_Signals"
+) -> list[dict[str, Any]]:
     """Trains `runs` to the end; returns their summaries."""
     config = runs[0].config
 
@@ -114,7 +124,9 @@ def _train(runs: list[_Run], on_metrics: metrics.MetricsCallback | None, signals
     pipeline = pipelines.create(config, model, optimizer, mesh, replicas=len(runs))
     states = []
     for run in runs:
-        state = state_lib.create(model, optimizer, run.config, pipeline.pixel_mean, mesh, pipeline.input_shape)
+        state = state_lib.create(
+            model, optimizer, run.config, pipeline.pixel_mean, mesh, pipeline.input_shape
+        )
         restored = run.ckpts.restore_latest(state)
         if restored is not None:  # a resume: its own checkpoint, never `init`
             state = restored
@@ -151,11 +163,15 @@ def _train(runs: list[_Run], on_metrics: metrics.MetricsCallback | None, signals
                 window_seconds += time.perf_counter() - tick
                 num_steps, step = int(state.step[0]) - step, int(state.step[0])
                 window_steps += num_steps
-                window = {k: sums[k] + (0 if window is None else window[k]) for k in steps.zero_sums()}
+                window = {
+                    k: sums[k] + (0 if window is None else window[k]) for k in steps.zero_sums()
+                }
                 _check_finite(sums, step, runs)
                 done = step == total_steps
                 if done or step % config.train.log_every_steps == 0:
-                    images_per_sec = window_steps * config.train.batch_size * len(runs) / window_seconds
+                    images_per_sec = (
+                        window_steps * config.train.batch_size * len(runs) / window_seconds
+                    )
                     for i, run in enumerate(runs):
                         run.latest["train"] = steps.summarize(_replica(window, i)) | {
                             "lr": float(sums["lr"][i]),
@@ -168,7 +184,9 @@ def _train(runs: list[_Run], on_metrics: metrics.MetricsCallback | None, signals
                 if every and (done or step % every == 0):
                     values = jax.device_get(pipeline.diagnostics(state))
                     for i, run in enumerate(runs if values else []):
-                        run.writer.write(step, "diagnostics", **{k: float(v[i]) for k, v in values.items()})
+                        run.writer.write(
+                            step, "diagnostics", **{k: float(v[i]) for k, v in values.items()}
+                        )
                 if done or step % config.eval.every_steps == 0:
                     for name, split_sums in pipeline.evaluate(state).items():
                         split_sums = jax.device_get(split_sums)
@@ -203,10 +221,14 @@ def _train(runs: list[_Run], on_metrics: metrics.MetricsCallback | None, signals
             "devices": mesh.size,
             "replicas": len(runs),
             "compile_s": compile_s,
-            **{f"{split}_{k}": v for split, values in run.latest.items() for k, v in values.items()},
+            **{
+                f"{split}_{k}": v for split, values in run.latest.items() for k, v in values.items()
+            },
         }
         if jax.process_index() == 0:
-            workdir_lib.write_atomically(run.workdir / SUMMARY, json.dumps(summary, indent=2) + "\n")
+            workdir_lib.write_atomically(
+                run.workdir / SUMMARY, json.dumps(summary, indent=2) + "\n"
+            )
         run.ckpts.close()
         summaries.append(summary)
     return summaries
@@ -234,7 +256,9 @@ def _check_values(config: ml_collections.ConfigDict) -> None:
     if config.train.get("diagnostics_every_steps", 0) < 0:
         raise ConfigError("train.diagnostics_every_steps must be 0 (off) or more.")
     if not 0.0 <= state_lib.ema_decay(config) < 1.0:
-        raise ConfigError(f"train.ema_decay must be 0 (off) or in (0, 1), not {config.train.ema_decay}.")
+        raise ConfigError(
+            f"train.ema_decay must be 0 (off) or in (0, 1), not {config.train.ema_decay}."
+        )
 
 
 def _check_finite(sums: dict[str, np.ndarray], step: int, runs: list[_Run]) -> None:
@@ -244,8 +268,11 @@ def _check_finite(sums: dict[str, np.ndarray], step: int, runs: list[_Run]) -> N
         if not (math.isfinite(float(loss)) and finite):
             run.ckpts.wait()
             kept = run.ckpts.latest_step()
-            what = (f"training loss of {run.workdir} became {float(loss)}" if not math.isfinite(float(loss))
-                    else f"parameters or optimizer state of {run.workdir} overflowed")
+            what = (
+                f"training loss of {run.workdir} became {float(loss)}"
+                if not math.isfinite(float(loss))
+                else f"parameters or optimizer state of {run.workdir} overflowed"
+            )
             raise DivergedError(
                 f"The {what} before step {step}; "
                 + (f"the last finite checkpoint is step {kept} in {run.ckpts.directory}."
@@ -255,15 +282,21 @@ def _check_finite(sums: dict[str, np.ndarray], step: int, runs: list[_Run]) -> N
 
 def _steps_to_boundary(step: int, config: ml_collections.ConfigDict) -> int:
     """Steps until the next log, diagnostics, eval or checkpoint step, or the end."""
-    intervals = [config.train.log_every_steps, config.eval.every_steps, config.checkpoint.every_steps,
-                 config.train.get("diagnostics_every_steps", 0)]
+    intervals = [
+        config.train.log_every_steps,
+        config.eval.every_steps,
+        config.checkpoint.every_steps,
+        config.train.get("diagnostics_every_steps", 0),
+    ]
     return min([config.train.steps - step] + [k - step % k for k in intervals if k])
 
 
 def _write_config(config: ml_collections.ConfigDict, workdir: epath.Path) -> None:
     if jax.process_index() == 0:
         workdir.mkdir(parents=True, exist_ok=True)
-        workdir_lib.write_atomically(workdir / workdir_lib.CONFIG, config.to_json_best_effort(indent=2) + "\n")
+        workdir_lib.write_atomically(
+            workdir / workdir_lib.CONFIG, config.to_json_best_effort(indent=2) + "\n"
+        )
 
 
 class _Signals:
@@ -278,7 +311,9 @@ class _Signals:
 
     def __enter__(self) -> "_Signals":
         if threading.current_thread() is threading.main_thread():  # signals reach only it
-            self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+            self._previous = {
+                s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)
+            }
             self._hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
         return self
 

@@ -50,7 +50,9 @@ def defines_the_run(field: str) -> bool:
     return not any(field == safe or field.startswith(safe + ".") for safe in SAFE_TO_CHANGE)
 
 
-def check_config(config: ml_collections.ConfigDict, workdir: epath.PathLike, allow_change: bool = False) -> None:
+def check_config(
+    config: ml_collections.ConfigDict, workdir: epath.PathLike, allow_change: bool = False
+) -> None:
     """Refuses to resume `workdir` with a config that differs from its config.json in a field
     that defines the run, or, without `allow_change`, in any field. A workdir without
     checkpoints holds nothing to resume and accepts any config."""
@@ -58,9 +60,16 @@ def check_config(config: ml_collections.ConfigDict, workdir: epath.PathLike, all
     path = workdir / CONFIG
     if not path.exists() or not any(p.name.isdigit() for p in _children(workdir / "checkpoints")):
         return
-    old, new = _flatten(json.loads(path.read_text())), _flatten(json.loads(config.to_json_best_effort()))
+    old, new = (
+        _flatten(json.loads(path.read_text())),
+        _flatten(json.loads(config.to_json_best_effort())),
+    )
     old, new = LATER_FIELDS | old, LATER_FIELDS | new
-    differing = [k for k in sorted(old.keys() | new.keys()) if old.get(k, "(absent)") != new.get(k, "(absent)")]
+    differing = [
+        k
+        for k in sorted(old.keys() | new.keys())
+        if old.get(k, "(absent)") != new.get(k, "(absent)")
+    ]
     defining = [k for k in differing if defines_the_run(k)]
     field = (defining or differing or [None])[0]
     if field is None or (allow_change and not defining):
@@ -104,7 +113,9 @@ def lock(workdir: epath.PathLike) -> Iterator[None]:
             held = _acquire(workdir)
         except WorkdirError as e:
             error = e
-    if jax.process_count() > 1 and not multihost_utils.broadcast_one_to_all(np.int32(error is None)):
+    if jax.process_count() > 1 and not multihost_utils.broadcast_one_to_all(
+        np.int32(error is None)
+    ):
         error = error or WorkdirError(f"Process 0 could not lock {workdir}; its error says why.")
     if error:
         raise error
@@ -143,7 +154,11 @@ def _acquire(workdir: epath.Path) -> tuple[int, bool]:
         same_host = owner.get("host") == socket.gethostname()
         if not (same_host and (flocked or not _alive(owner.get("pid")))):
             _refuse(workdir, owner, fd)
-        log.info("Took over %s from process %s, which ended without releasing it.", path, owner.get("pid"))
+        log.info(
+            "Took over %s from process %s, which ended without releasing it.",
+            path,
+            owner.get("pid"),
+        )
     record = {"host": socket.gethostname(), "pid": os.getpid(),
               "started": datetime.datetime.now().isoformat(timespec="seconds")}
     os.ftruncate(fd, 0)

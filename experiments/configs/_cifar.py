@@ -35,7 +35,9 @@ def get_config(model_name: str, arg: str | None = None) -> ml_collections.Config
     config.model = ml_collections.ConfigDict()
     config.model.name = model_name
     config.model.width = 16  # filters of the first stage; 16 in the paper
-    config.model.shortcut = "A"  # A: zero-padded identity (CIFAR); B: projections where shapes change
+    config.model.shortcut = (
+        "A"  # A: zero-padded identity (CIFAR); B: projections where shapes change
+    )
     config.model.dtype = "auto"  # bfloat16 on TPUs, float32 elsewhere; params stay float32
     # One nn.scan over the identical blocks of each stage: compile time flat in depth. Up to
     # 56 layers the unrolled net compiles in seconds and runs faster on CPUs
