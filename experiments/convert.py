@@ -95,8 +95,9 @@ def write(model: str, weights: str | pathlib.Path, workdir: str | pathlib.Path,
                         out_shardings=replicated)()  # step 0, zero momentum and pixel mean
         put = lambda tree: jax.tree.map(lambda x: jax.device_put(x, replicated), tree)
         params = put(variables["params"])
+        average = jax.tree.map(jax.numpy.copy, params) if zeros.ema_params else {}
         filled = zeros.replace(params=params, batch_stats=put(variables.get("batch_stats", {})),
-                               ema_params=jax.tree.map(jax.numpy.copy, params) if zeros.ema_params else {})
+                               ema_params=average)
         ckpts = checkpoint.Checkpoints(workdir / "checkpoints", keep=config.checkpoint.keep)
         workdir_lib.write_atomically(workdir / workdir_lib.CONFIG,
                                      config.to_json_best_effort(indent=2) + "\n")
