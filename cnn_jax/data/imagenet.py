@@ -322,13 +322,13 @@ def num_examples(config: ml_collections.ConfigDict, split: str) -> int:
     return _cardinality(_open(s), split)
 
 
-
 # ----------------------------------------------------------------------------------------
 # tfds plumbing
 # ----------------------------------------------------------------------------------------
 
 
 def _normalize(images, s: Settings):
+    """Per-channel normalization of `images` ([0, 1] RGB) as the config asks."""
     return ops.normalize(images, s.normalize, s.mean_rgb, s.stddev_rgb)
 
 

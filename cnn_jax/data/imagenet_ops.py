@@ -260,4 +260,3 @@ def eval_preprocess(encoded, s: "Settings"):
     views = ten_crop(center_crop(image, s.eval_resize), s.image_size)
     views = normalize(views, s.normalize, s.mean_rgb, s.stddev_rgb)
     return tf.ensure_shape(views, [10, s.image_size, s.image_size, 3])
-
