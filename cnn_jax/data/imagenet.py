@@ -46,6 +46,7 @@ Config fields read, all required (the recipes in experiments/configs/_imagenet.p
 """
 
 import dataclasses
+import functools
 import os
 from typing import Any, Callable, Iterator
 
@@ -95,7 +96,7 @@ class Settings:
 
 def settings(config: ml_collections.ConfigDict) -> Settings:
     """Reads and checks the fields of `config`; a missing field is an error that names it."""
-    get = lambda path: _field(config, path)
+    get = functools.partial(_field, config)
     name = get("dataset.name")
     if name not in NUM_CLASSES:
         raise ConfigError(
