@@ -19,8 +19,10 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core import splits as tfds_splits
 
-from cnn_jax.data import imagenet
+from cnn_jax.data import imagenet, imagenet_ops
+from cnn_jax.data.imagenet_ops import MEAN_RGB
 from cnn_jax.errors import ConfigError, DataError
+from experiments.configs import _imagenet
 
 NUM_TRAIN, NUM_VAL = 24, 10
 SIZE = 32
@@ -29,12 +31,14 @@ SIZE = 32
 def config(
     augment="resnet", dataset="imagenette", normalize="standardize", **eval_fields
 ) -> ml_collections.ConfigDict:
-    c = imagenet.default_config(dataset, augment)
+    c = _imagenet.base("resnet50", None)
+    c.dataset.name, c.augment.name = dataset, augment
     c.augment.image_size = SIZE
     c.augment.resize = 36  # alexnet: the 36x36 image the 32-crops come from
     c.augment.scale_range = (36, 48)
     c.augment.normalize = normalize
     c.dataset.shuffle_buffer = 8
+    c.eval.resize = 0  # image_size / 0.875, or augment.resize for alexnet
     c.eval.update(eval_fields)
     return c
 
@@ -49,7 +53,8 @@ def encoded_images(count: int, seed: int, colour=None) -> list[bytes]:
             pixels = np.broadcast_to(np.array(colour, np.uint8), shape)
             images.append(tf.io.encode_png(pixels).numpy())
         elif i % 3 == 0:
-            images.append(tf.io.encode_png(rng.integers(0, 256, shape[:2] + (1,), np.uint8)).numpy())
+            gray = rng.integers(0, 256, shape[:2] + (1,), np.uint8)
+            images.append(tf.io.encode_png(gray).numpy())
         elif i % 3 == 1:
             images.append(tf.io.encode_jpeg(rng.integers(0, 256, shape, np.uint8)).numpy())
         else:
@@ -141,12 +146,12 @@ def test_eval_shards_cover_the_split_in_equal_numbers_of_batches():
 
 COLOUR = np.array([200, 100, 50])
 NORMALIZED_COLOUR = {  # the constant colour as the net sees it, by augment.normalize
-    "standardize": (COLOUR / 255 - np.array(imagenet.MEAN_RGB)) / np.array(imagenet.STDDEV_RGB),
-    "subtract_mean": COLOUR - 255 * np.array(imagenet.MEAN_RGB),  # 76.3, -16.3, -53.5
+    "standardize": (COLOUR / 255 - np.array(MEAN_RGB)) / np.array(imagenet_ops.STDDEV_RGB),
+    "subtract_mean": COLOUR - 255 * np.array(MEAN_RGB),  # 76.3, -16.3, -53.5
 }
 
 
-@pytest.mark.parametrize("method", imagenet.NORMALIZATIONS)
+@pytest.mark.parametrize("method", imagenet_ops.NORMALIZATIONS)
 def test_eval_normalizes_a_constant_colour(method):
     expected = NORMALIZED_COLOUR[method]
     with fake_tfds(colour=COLOUR):
@@ -168,7 +173,7 @@ def test_training_inputs_of_subtract_mean_are_0_255_pixels_minus_the_mean():
 
 def test_ten_crop_takes_corners_centre_and_their_mirror_images():
     image = tf.reshape(tf.range(6 * 6 * 3, dtype=tf.float32), [6, 6, 3])
-    views = imagenet.ten_crop(image, 4).numpy()
+    views = imagenet_ops.ten_crop(image, 4).numpy()
     full = image.numpy()
     np.testing.assert_array_equal(views[0], full[:4, :4])
     np.testing.assert_array_equal(views[3], full[2:, 2:])
@@ -225,24 +230,25 @@ def test_pca_noise_shifts_every_pixel_by_one_rgb_vector():
     image = tf.random.stateless_uniform([8, 8, 3], [0, 0])
     shifts = []
     for i in range(200):
-        shift = (imagenet.pca_noise(image, 0.1, tf.constant([7, i])) - image).numpy()
+        shift = (imagenet_ops.pca_noise(image, 0.1, tf.constant([7, i])) - image).numpy()
         np.testing.assert_allclose(shift, np.broadcast_to(shift[0, 0], shift.shape), atol=1e-6)
         shifts.append(shift[0, 0])
     # Recover the alphas: shift = eigvec @ (alpha * eigval), alpha ~ N(0, 0.1).
-    alphas = np.linalg.solve(np.array(imagenet.PCA_EIGVEC), np.array(shifts).T).T / imagenet.PCA_EIGVAL
+    eigvec, eigval = np.array(imagenet_ops.PCA_EIGVEC), imagenet_ops.PCA_EIGVAL
+    alphas = np.linalg.solve(eigvec, np.array(shifts).T).T / eigval
     np.testing.assert_allclose(alphas.std(axis=0), 0.1, rtol=0.25)
     assert abs(alphas.mean()) < 0.03
 
 
 def test_scale_jitter_draws_varying_shorter_sides():
     image = tf.zeros([40, 60, 3], tf.uint8)
-    draws = [imagenet.scale_jitter(image, (36, 48), tf.constant([3, i])) for i in range(30)]
+    draws = [imagenet_ops.scale_jitter(image, (36, 48), tf.constant([3, i])) for i in range(30)]
     shapes = {tuple(resized.shape) for resized in draws}
     shorter = {shape[0] for shape in shapes}
     assert shorter <= set(range(36, 49)) and len(shorter) >= 6
     assert all(shape[1] == round(shape[0] * 1.5) and shape[2] == 3 for shape in shapes)
-    assert tuple(imagenet.resize_shorter_side(image, 256).shape) == (256, 384, 3)
-    assert tuple(imagenet.resize_shorter_side(tf.zeros([61, 40, 3]), 36).shape) == (55, 36, 3)
+    assert tuple(imagenet_ops.resize_shorter_side(image, 256).shape) == (256, 384, 3)
+    assert tuple(imagenet_ops.resize_shorter_side(tf.zeros([61, 40, 3]), 36).shape) == (55, 36, 3)
 
 
 def test_inception_crop_samples_8_to_100_percent_at_3_4_to_4_3_aspect():
@@ -251,8 +257,8 @@ def test_inception_crop_samples_8_to_100_percent_at_3_4_to_4_3_aspect():
     areas = []
     for i in range(30):
         seed = tf.constant([5, i])
-        crop = imagenet.inception_crop(jpeg, (0.08, 1.0), (3 / 4, 4 / 3), seed)
-        same_window = imagenet.inception_crop(png, (0.08, 1.0), (3 / 4, 4 / 3), seed)
+        crop = imagenet_ops.inception_crop(jpeg, (0.08, 1.0), (3 / 4, 4 / 3), seed)
+        same_window = imagenet_ops.inception_crop(png, (0.08, 1.0), (3 / 4, 4 / 3), seed)
         assert crop.shape == same_window.shape  # decode_and_crop_jpeg and full decode agree
         height, width, _ = crop.shape
         areas.append(height * width / (60 * 80))
@@ -265,7 +271,7 @@ def test_grayscale_and_cmyk_jpegs_decode_to_rgb():
     for mode, colour, rgb in (("L", 77, [77, 77, 77]), ("CMYK", (0, 255, 255, 0), [255, 0, 0])):
         buffer = io.BytesIO()
         image_module.new(mode, (12, 8), colour).save(buffer, "JPEG")
-        decoded = imagenet.decode(tf.constant(buffer.getvalue())).numpy()
+        decoded = imagenet_ops.decode(tf.constant(buffer.getvalue())).numpy()
         assert decoded.shape == (8, 12, 3)
         np.testing.assert_allclose(decoded[4, 6], rgb, atol=3)
 
@@ -285,17 +291,21 @@ def test_config_errors_name_the_known_values():
         imagenet.settings(bad)
     with pytest.raises(ConfigError, match="known: train, validation"):
         imagenet.num_examples(config(), "test")
-    defaults = imagenet.settings(ml_collections.ConfigDict({"dataset": {"name": "imagenet2012"}}))
+    with pytest.raises(ConfigError, match="no field augment.name"):
+        imagenet.settings(ml_collections.ConfigDict({"dataset": {"name": "imagenet2012"}}))
+    defaults = imagenet.settings(_imagenet.base("resnet50", None))
     assert (defaults.augment, defaults.image_size, defaults.scale_range, defaults.eval_resize) == (
         "resnet", 224, (256, 480), 256,
     )
-    assert imagenet.settings(imagenet.default_config(augment="alexnet")).image_size == 227
+    assert imagenet.settings(_imagenet.alexnet()).image_size == 227
 
 
 def test_imagenet_without_the_manual_download_says_where_to_put_it(tmp_path):
     c = config(dataset="imagenet2012")
     c.dataset.data_dir = str(tmp_path)
-    manual = f"ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar .* in {tmp_path}/downloads/manual"
+    manual = (
+        f"ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar .* in {tmp_path}/downloads/manual"
+    )
     with pytest.raises(DataError, match=manual):
         imagenet.train_batches(c, 8, seed=0)
     c.dataset.manual_dir = str(tmp_path / "ilsvrc")

@@ -22,8 +22,10 @@ def run(name, workdir, **overrides):
         save(self, state)
         self.wait()
 
-    with mock.patch.object(checkpoint.Checkpoints, "save", save_and_wait), tfds.testing.mock_data(num_examples=64):
-        return train.train_and_evaluate(configs.get_config(name, overrides), workdir, allow_config_change=True)
+    config = configs.get_config(name, overrides)
+    saving = mock.patch.object(checkpoint.Checkpoints, "save", save_and_wait)
+    with saving, tfds.testing.mock_data(num_examples=64):
+        return train.train_and_evaluate(config, workdir, allow_config_change=True)
 
 
 def test_resnet18_smoke_trains_evaluates_top5_and_resumes_exactly(tmp_path):
@@ -58,7 +60,8 @@ def test_googlenet_smoke_trains_with_its_auxiliary_classifiers(tmp_path):
 ])
 def test_recipes_follow_the_papers(name, lr, batch, weight_decay):
     config = configs.get_config(name)
-    assert (config.optimizer.lr, config.train.batch_size, config.optimizer.weight_decay) == (lr, batch, weight_decay)
+    recipe = (config.optimizer.lr, config.train.batch_size, config.optimizer.weight_decay)
+    assert recipe == (lr, batch, weight_decay)
     assert f"--config={name}" in (configs.DIRECTORY / f"{name}.py").read_text()
 
 

@@ -10,7 +10,7 @@ import optax
 import pytest
 
 from cnn_jax import models
-from cnn_jax.data import imagenet
+from cnn_jax.data import imagenet_ops
 from cnn_jax.errors import ConfigError
 from cnn_jax.models import alexnet, layers, lenet, vgg
 from experiments import configs
@@ -263,7 +263,7 @@ def test_alexnet_recipe_feeds_the_input_scale_its_initialization_was_set_for():
     variables = jax.jit(model.init)(key(0), jnp.zeros((1, 227, 227, 3)))
     logits = jax.jit(lambda x: model.apply(variables, x))
     spread = {
-        method: np.asarray(logits(imagenet.normalize(images, method))).std(axis=0).mean()
+        method: np.asarray(logits(imagenet_ops.normalize(images, method))).std(axis=0).mean()
         for method in ("standardize", normalize)
     }
     assert spread[normalize] > 30 * spread["standardize"]  # measured: 0.0094 against 0.00022, 43x

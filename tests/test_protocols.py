@@ -13,7 +13,7 @@ from absl import flags
 from absl.testing import flagsaver
 
 from cnn_jax import models
-from cnn_jax.data import imagenet
+from cnn_jax.data import imagenet_ops
 from cnn_jax.errors import ConfigError
 from cnn_jax.training import protocols
 from experiments import configs, evaluate
@@ -60,7 +60,7 @@ def test_nets_without_a_convolutional_head_refuse_dense_evaluation():
 
 def test_multi_crop_views_are_a_5x5_grid_and_its_flips():
     image = tf.reshape(tf.range(300 * 260 * 3, dtype=tf.float32), (300, 260, 3))
-    views = imagenet.grid_crops(image, 224).numpy()
+    views = imagenet_ops.grid_crops(image, 224).numpy()
     assert views.shape == (50, 224, 224, 3)
     np.testing.assert_array_equal(views[0], image[:224, :224])
     np.testing.assert_array_equal(views[24], image[-224:, -224:])
@@ -70,9 +70,9 @@ def test_multi_crop_views_are_a_5x5_grid_and_its_flips():
 
 def test_whole_images_keep_the_shorter_side_and_round_the_longer_to_the_stride():
     encoded = tf.io.encode_png(tf.zeros((300, 410, 3), tf.uint8))
-    assert imagenet.whole_image(encoded, 256).shape == (256, 352, 3)  # 410 * 256 / 300 = 350
+    assert imagenet_ops.whole_image(encoded, 256).shape == (256, 352, 3)  # 410 * 256 / 300 = 350
     encoded = tf.io.encode_png(tf.zeros((410, 300, 3), tf.uint8))
-    assert imagenet.whole_image(encoded, 384).shape == (512, 384, 3)  # 524.8 -> 512
+    assert imagenet_ops.whole_image(encoded, 384).shape == (512, 384, 3)  # 524.8 -> 512
 
 
 def train_on_mock_data(config_name, workdir, **fields):

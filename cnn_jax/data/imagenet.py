@@ -3,46 +3,10 @@
 The small sets (CIFAR, MNIST) live on the devices and are augmented in the compiled step
 (`cnn_jax.data.datasets`); these are too big for that. Each process reads its own shard of
 the tfds records, and tf.data decodes and augments the JPEGs in parallel threads off the
-training thread, batches them and prefetches. The training loop gets numpy batches
+training thread (with the ops of `cnn_jax.data.imagenet_ops`, which describes the papers'
+augmentations), batches them and prefetches. The training loop gets numpy batches
 `{"images": float32 [B, S, S, 3], "labels": int32 [B]}` of this process's B =
 global_batch_size / process_count rows.
-
-Training augmentations (`augment.name`), each as its paper describes it:
-
-  alexnet    Krizhevsky et al. 2012: "we first rescaled the image such that the shorter side
-             was of length 256, and then cropped out the central 256x256 patch"; then
-             "random 224x224 patches (and their horizontal reflections)" (227 here, the size
-             the layer arithmetic needs), and PCA colour noise: "to each RGB image pixel we
-             add [p1, p2, p3][a1 l1, a2 l2, a3 l3]^T ... each ai is drawn once per image from
-             a Gaussian with mean zero and standard deviation 0.1".
-  vgg        Simonyan & Zisserman 2014, section 3.1, scale jittering: "each training image
-             is individually rescaled by randomly sampling S from a certain range
-             [Smin, Smax] (we used Smin = 256 and Smax = 512)", random 224x224 crops,
-             "random horizontal flipping and random RGB colour shift" (the PCA noise above).
-  resnet     He et al. 2015, section 3.4: "The image is resized with its shorter side
-             randomly sampled in [256, 480] for scale augmentation. A 224x224 crop is
-             randomly sampled from an image or its horizontal flip ... The standard color
-             augmentation in [21] is used."
-  inception  Szegedy et al. 2014, GoogLeNet: "sampling of various sized patches of the image
-             whose size is distributed evenly between 8% and 100% of the image area with
-             aspect ratio constrained to the interval [3/4, 4/3]", resized to image_size
-             (224; 299 for Inception-v4), and flips.
-
-All of them end with a per-channel normalization (`augment.normalize`), in training and
-evaluation alike:
-
-  standardize    the [0, 1] RGB image minus ImageNet's training-set mean, divided by its
-                 standard deviation: inputs of unit scale (torchvision's convention).
-  subtract_mean  0-255 pixel values minus the training set's mean RGB value: what AlexNet
-                 (section 2: "subtracting the mean activity over the training set from each
-                 pixel", a mean image, per pixel; per channel here) and VGG (section 2.1: "the
-                 mean RGB value, computed on the training set") fed their nets, about 57x
-                 the scale of standardized inputs, and what their initializations suit.
-
-Evaluation (`eval.crop`) resizes the shorter side to
-`eval.resize` and takes the central crop ("center") or AlexNet's ten views ("ten_crop": the
-four corners and the centre of the central resize x resize square, and their mirror images,
-the "standard 10-crop testing" of VGG and ResNet).
 
 Determinism. The batch of step t is a pure function of (seed, t, process layout), so a run
 resumed at step t sees exactly the batches an uninterrupted run would:
@@ -54,7 +18,7 @@ resumed at step t sees exactly the batches an uninterrupted run would:
     the example's position in the epoch), and the parallel maps keep their order;
   - steps_per_epoch = examples_per_process // local_batch; the shuffled remainder is dropped.
 
-Config fields read (`default_config()` builds them with their defaults):
+Config fields read, all required (the recipes in experiments/configs/_imagenet.py set them):
   dataset.name            "imagenet2012" (1000 classes) or "imagenette" (10 classes)
   dataset.tfds_name       tfds name/config to read ("" = imagenet2012 / imagenette/full-size-v2;
                           e.g. "imagenette/320px-v2" for the smaller JPEGs)
@@ -65,29 +29,31 @@ Config fields read (`default_config()` builds them with their defaults):
                           build from the manual download for imagenet2012)
   dataset.shuffle_buffer  raw (undecoded) records in the per-process shuffle buffer
   augment.name            alexnet | vgg | resnet | inception
-  augment.image_size      training/eval crop S (0 = 227 for alexnet, 224 otherwise)
-  augment.resize          alexnet: shorter side and square of the training image (256)
-  augment.scale_range     vgg/resnet: range of the shorter side S ((256, 512) / (256, 480))
-  augment.area_range      inception: fraction of the image area (0.08, 1.0)
-  augment.aspect_range    inception: crop aspect ratio (3/4, 4/3)
-  augment.pca_noise       std of the PCA colour noise alphas (0.1; 0 for inception; 0 = off)
-  augment.mean_rgb        per-channel mean subtracted from the [0, 1] image (ImageNet's)
-  augment.stddev_rgb      per-channel standard deviation it is divided by (ImageNet's)
-  augment.flip            random horizontal flips (True)
-  augment.normalize       standardize | subtract_mean (standardize)
+  augment.image_size      training/eval crop S
+  augment.resize          alexnet: shorter side and square of the training image
+  augment.scale_range     vgg/resnet: range (low, high) of the shorter side S
+  augment.area_range      inception: fraction (low, high) of the image area
+  augment.aspect_range    inception: crop aspect ratio (low, high)
+  augment.pca_noise       std of the PCA colour noise alphas (0 = off)
+  augment.mean_rgb        per-channel mean subtracted from the [0, 1] image
+  augment.stddev_rgb      per-channel standard deviation it is divided by
+  augment.flip            random horizontal flips
+  augment.normalize       standardize | subtract_mean
   eval.crop               center | ten_crop
   eval.resize             shorter side before cropping (0 = augment.resize for alexnet,
-                          round(image_size / 0.875) otherwise: 256 for 224 crops)
+                          round(image_size / 0.875) otherwise)
   eval.batch_size         (read by the training loop, which passes it to eval_batches)
 """
 
 import dataclasses
+import functools
 import os
 from typing import Any, Callable, Iterator
 
 import ml_collections
 import numpy as np
 
+from cnn_jax.data import imagenet_ops as ops
 from cnn_jax.data import tfds_source
 from cnn_jax.errors import ConfigError, DataError
 
@@ -96,57 +62,11 @@ TFDS_NAMES = {"imagenet2012": "imagenet2012", "imagenette": "imagenette/full-siz
 SPLITS = ("train", "validation")
 AUGMENTATIONS = ("alexnet", "vgg", "resnet", "inception")
 EVAL_CROPS = ("center", "ten_crop")
-NORMALIZATIONS = ("standardize", "subtract_mean")
-NET_STRIDE = 32  # the nets' total stride: dense evaluation rounds image sides to it
 MANUAL_FILES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
 
-# Per-channel statistics of ImageNet's [0, 1] RGB training images.
-MEAN_RGB = (0.485, 0.456, 0.406)
-STDDEV_RGB = (0.229, 0.224, 0.225)
-# Principal components of the [0, 1] RGB pixel covariance of ImageNet: eigenvalues, and
-# eigenvectors as the COLUMNS of PCA_EIGVEC (the values fb.resnet.torch published).
-PCA_EIGVAL = (0.2175, 0.0188, 0.0045)
-PCA_EIGVEC = (
-    (-0.5675, 0.7192, 0.4009),
-    (-0.5808, -0.0045, -0.8140),
-    (-0.5836, -0.6948, 0.4203),
-)
-
-_DEFAULT_SCALE_RANGE = {"vgg": (256, 512), "resnet": (256, 480)}
 _EVAL_CROP_FRACTION = 0.875  # 224 / 256
 _SHUFFLE_FILES, _SHUFFLE_EXAMPLES = 0, 1  # purposes of the derived seeds
-
-
-def default_config(
-    dataset: str = "imagenet2012", augment: str = "resnet"
-) -> ml_collections.ConfigDict:
-    """The `dataset`, `augment` and `eval` sections this module reads, with their defaults."""
-    config = ml_collections.ConfigDict()
-    config.dataset = ml_collections.ConfigDict(
-        dict(
-            name=dataset,
-            tfds_name="",
-            data_dir="",
-            manual_dir="",
-            download=True,
-            shuffle_buffer=10_000,
-        )
-    )
-    config.augment = ml_collections.ConfigDict(
-        dict(
-            name=augment,
-            image_size=227 if augment == "alexnet" else 224,
-            resize=256,
-            scale_range=_DEFAULT_SCALE_RANGE.get(augment, (256, 480)),
-            area_range=(0.08, 1.0),
-            aspect_range=(3 / 4, 4 / 3),
-            pca_noise=0.0 if augment == "inception" else 0.1,
-            flip=True,
-            normalize="standardize",
-        )
-    )
-    config.eval = ml_collections.ConfigDict(dict(crop="center", resize=0, batch_size=250))
-    return config
+_tf = ops.tensorflow
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,23 +90,22 @@ class Settings:
     normalize: str
     eval_crop: str
     eval_resize: int
-    mean_rgb: tuple[float, float, float] = MEAN_RGB
-    stddev_rgb: tuple[float, float, float] = STDDEV_RGB
+    mean_rgb: tuple[float, float, float]
+    stddev_rgb: tuple[float, float, float]
 
 
 def settings(config: ml_collections.ConfigDict) -> Settings:
-    """Reads and checks the fields of `config`; absent fields take their defaults."""
-    name = _field(config, "dataset.name", "")
+    """Reads and checks the fields of `config`; a missing field is an error that names it."""
+    get = functools.partial(_field, config)
+    name = get("dataset.name")
     if name not in NUM_CLASSES:
         raise ConfigError(
             f"Unknown streamed dataset.name {name!r}; known: {', '.join(NUM_CLASSES)}."
         )
-    augment = _field(config, "augment.name", "resnet")
+    augment = get("augment.name")
     if augment not in AUGMENTATIONS:
         raise ConfigError(f"Unknown augment.name {augment!r}; known: {', '.join(AUGMENTATIONS)}.")
-    defaults = default_config(name, augment)
-    get = lambda path: _field(config, path, _field(defaults, path, None))
-    image_size = int(get("augment.image_size")) or defaults.augment.image_size
+    image_size = int(get("augment.image_size"))
     resize = int(get("augment.resize"))
     scale_range = tuple(int(v) for v in get("augment.scale_range"))
     area_range = tuple(float(v) for v in get("augment.area_range"))
@@ -199,8 +118,8 @@ def settings(config: ml_collections.ConfigDict) -> Settings:
         resize if augment == "alexnet" else round(image_size / _EVAL_CROP_FRACTION)
     )
     shuffle_buffer = int(get("dataset.shuffle_buffer"))
-    mean_rgb = tuple(float(v) for v in _field(config, "augment.mean_rgb", MEAN_RGB))
-    stddev_rgb = tuple(float(v) for v in _field(config, "augment.stddev_rgb", STDDEV_RGB))
+    mean_rgb = tuple(float(v) for v in get("augment.mean_rgb"))
+    stddev_rgb = tuple(float(v) for v in get("augment.stddev_rgb"))
     if len(mean_rgb) != 3 or len(stddev_rgb) != 3 or min(stddev_rgb) <= 0:
         raise ConfigError(
             f"augment.mean_rgb and augment.stddev_rgb must be 3 values each, the standard "
@@ -227,9 +146,10 @@ def settings(config: ml_collections.ConfigDict) -> Settings:
         raise ConfigError(f"augment.aspect_range must satisfy 0 < low <= high, got {aspect_range}.")
     if pca_noise < 0:
         raise ConfigError(f"augment.pca_noise must be >= 0, got {pca_noise}.")
-    if normalize_method not in NORMALIZATIONS:
+    if normalize_method not in ops.NORMALIZATIONS:
         raise ConfigError(
-            f"Unknown augment.normalize {normalize_method!r}; known: {', '.join(NORMALIZATIONS)}."
+            f"Unknown augment.normalize {normalize_method!r}; "
+            f"known: {', '.join(ops.NORMALIZATIONS)}."
         )
     if eval_crop not in EVAL_CROPS:
         raise ConfigError(f"Unknown eval.crop {eval_crop!r}; known: {', '.join(EVAL_CROPS)}.")
@@ -242,8 +162,8 @@ def settings(config: ml_collections.ConfigDict) -> Settings:
     return Settings(
         name=name,
         tfds_name=get("dataset.tfds_name") or TFDS_NAMES[name],
-        data_dir=get("dataset.data_dir") or "",
-        manual_dir=get("dataset.manual_dir") or "",
+        data_dir=get("dataset.data_dir"),
+        manual_dir=get("dataset.manual_dir"),
         download=bool(get("dataset.download")),
         shuffle_buffer=shuffle_buffer,
         augment=augment,
@@ -339,9 +259,9 @@ def eval_batches(
     )
 
     def preprocess(example):
+        image = example["image"]
         return {
-            "images": (normalize(views(example["image"]), s.normalize, s.mean_rgb, s.stddev_rgb) if views
-                       else eval_preprocess(example["image"], s)),
+            "images": _normalize(views(image), s) if views else ops.eval_preprocess(image, s),
             "labels": tf.cast(example["label"], tf.int32),
             "mask": tf.constant(True),
         }
@@ -375,7 +295,7 @@ def dense_images(
     )
 
     def preprocess(example):
-        image = normalize(whole_image(example["image"], scale), s.normalize, s.mean_rgb, s.stddev_rgb)
+        image = _normalize(ops.whole_image(example["image"], scale), s)
         label = tf.cast(example["label"], tf.int32)
         return {"images": image, "labels": label, "mask": tf.constant(True)}
 
@@ -391,7 +311,7 @@ def multi_crop_batches(
     size = settings(config).image_size
 
     def views(encoded):
-        return grid_crops(resize_shorter_side(decode(encoded), scale) / 255.0, size)
+        return ops.grid_crops(ops.resize_shorter_side(ops.decode(encoded), scale) / 255.0, size)
 
     return eval_batches(config, split, batch_size, views=views)
 
@@ -404,192 +324,13 @@ def num_examples(config: ml_collections.ConfigDict, split: str) -> int:
 
 
 # ----------------------------------------------------------------------------------------
-# Preprocessing: tf ops on one example, usable and tested on their own
-# ----------------------------------------------------------------------------------------
-
-
-def decode(encoded):
-    """JPEG/PNG/GIF/BMP bytes -> uint8 [H, W, 3]; grayscale and CMYK images become RGB."""
-    tf = _tf()
-    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-    image.set_shape([None, None, 3])
-    return image
-
-
-def resize_shorter_side(image, size):
-    """Bilinear resize so that the shorter side is `size` (a Python or tensor int); float32."""
-    tf = _tf()
-    shape = tf.shape(image)
-    height, width = tf.cast(shape[0], tf.float64), tf.cast(shape[1], tf.float64)
-    size = tf.cast(size, tf.int32)
-    scale = tf.cast(size, tf.float64) / tf.minimum(height, width)
-    new_height = tf.maximum(size, tf.cast(tf.round(height * scale), tf.int32))
-    new_width = tf.maximum(size, tf.cast(tf.round(width * scale), tf.int32))
-    return tf.image.resize(image, tf.stack([new_height, new_width]), method="bilinear")
-
-
-def scale_jitter(image, scale_range: tuple[int, int], seed):
-    """VGG's / ResNet's scale augmentation: shorter side resized to S ~ U{low, ..., high}."""
-    tf = _tf()
-    low, high = scale_range
-    size = tf.random.stateless_uniform([], seed, minval=low, maxval=high + 1, dtype=tf.int32)
-    return resize_shorter_side(image, size)
-
-
-def center_crop(image, size: int):
-    """The central size x size window of an image at least that big."""
-    tf = _tf()
-    shape = tf.shape(image)
-    top, left = (shape[0] - size) // 2, (shape[1] - size) // 2
-    return tf.slice(image, tf.stack([top, left, 0]), [size, size, 3])
-
-
-def random_crop(image, size: int, seed):
-    """A uniformly placed size x size window."""
-    return _tf().image.stateless_random_crop(image, [size, size, 3], seed)
-
-
-def inception_crop(
-    encoded, area_range: tuple[float, float], aspect_range: tuple[float, float], seed
-):
-    """GoogLeNet's random patch of the encoded image, uint8 [h, w, 3], decoded crop-only for JPEGs.
-
-    The patch covers area_range of the image area with aspect ratio (width / height) in
-    aspect_range; if 10 draws find none that fits, the whole image.
-    """
-    tf = _tf()
-
-    def window(shape):
-        begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
-            shape,
-            bounding_boxes=tf.zeros([0, 0, 4], tf.float32),
-            seed=seed,
-            min_object_covered=0.0,
-            aspect_ratio_range=aspect_range,
-            area_range=area_range,
-            max_attempts=10,
-            use_image_if_no_bounding_boxes=True,
-        )
-        return begin, size
-
-    def from_jpeg():
-        begin, size = window(tf.io.extract_jpeg_shape(encoded))
-        crop = tf.stack([begin[0], begin[1], size[0], size[1]])
-        return tf.image.decode_and_crop_jpeg(encoded, crop, channels=3)
-
-    def from_other():
-        image = decode(encoded)
-        begin, size = window(tf.shape(image))
-        return tf.slice(image, begin, size)
-
-    image = tf.cond(tf.io.is_jpeg(encoded), from_jpeg, from_other)
-    image.set_shape([None, None, 3])
-    return image
-
-
-def pca_noise(image, stddev: float, seed):
-    """AlexNet's colour augmentation on a [0, 1] RGB image: one RGB shift for the whole image,
-    PCA_EIGVEC @ (alpha * PCA_EIGVAL) with alpha ~ N(0, stddev^2) per component."""
-    tf = _tf()
-    alpha = tf.random.stateless_normal([3], seed, stddev=stddev)
-    eigvec, eigval = tf.constant(PCA_EIGVEC, tf.float32), tf.constant(PCA_EIGVAL, tf.float32)
-    shift = tf.linalg.matvec(eigvec, alpha * eigval)
-    return image + shift
-
-
-def normalize(image, method: str = "standardize", mean=MEAN_RGB, stddev=STDDEV_RGB):
-    """[0, 1] RGB (a tf or numpy array) -> the net's input, per channel (see the module
-    docstring): "standardize" divides by the standard deviation after subtracting the mean
-    (ImageNet's, or those given: `augment.mean_rgb` / `augment.stddev_rgb`, e.g. 0.5 for
-    weights trained on [-1, 1] inputs); "subtract_mean" gives 0-255 pixel values minus the
-    mean."""
-    if method not in NORMALIZATIONS:
-        raise ConfigError(f"Unknown normalization {method!r}; known: {', '.join(NORMALIZATIONS)}.")
-    centred = image - np.asarray(mean, np.float32)
-    if method == "subtract_mean":
-        return centred * np.float32(255.0)
-    return centred / np.asarray(stddev, np.float32)
-
-
-def ten_crop(image, size: int):
-    """AlexNet's test views: the 4 corner and the centre size-crops of a square image, then
-    their mirror images: [10, size, size, 3]."""
-    tf = _tf()
-    edge = tf.shape(image)[0] - size
-    middle = edge // 2
-    corners = [(0, 0), (0, edge), (edge, 0), (edge, edge), (middle, middle)]
-    crops = tf.stack(
-        [tf.slice(image, tf.stack([top, left, 0]), [size, size, 3]) for top, left in corners]
-    )
-    return tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)
-
-
-def whole_image(encoded, scale: int):
-    """Dense evaluation's input: the image resized to shorter side `scale`, its longer side to
-    the nearest multiple of the nets' stride, 32 (an aspect change under 32 / (2 * scale),
-    which keeps the shapes to compile few), in [0, 1]."""
-    tf = _tf()
-    image = decode(encoded)
-    shape = tf.cast(tf.shape(image)[:2], tf.float64)
-    longer = tf.cast(tf.round(tf.reduce_max(shape) * scale / tf.reduce_min(shape) / NET_STRIDE), tf.int32)
-    longer = tf.maximum(longer * NET_STRIDE, scale)
-    size = tf.where(shape[0] <= shape[1], tf.stack([scale, longer]), tf.stack([longer, scale]))
-    return tf.image.resize(image, size, method="bilinear") / 255.0
-
-
-def grid_crops(image, size: int, grid: int = 5):
-    """VGG's multi-crop views (section 3.2): size-crops on a regular grid x grid over the
-    image, corners included, and their mirror images: [2 * grid**2, size, size, 3]."""
-    tf = _tf()
-    shape = tf.shape(image)
-
-    def offsets(extent):
-        return [(extent - size) * i // (grid - 1) for i in range(grid)]
-
-    crops = tf.stack([tf.slice(image, tf.stack([top, left, 0]), [size, size, 3])
-                      for top in offsets(shape[0]) for left in offsets(shape[1])])
-    return tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)
-
-
-def train_preprocess(encoded, s: Settings, seed):
-    """Encoded image -> augmented, normalized float32 [S, S, 3]; all draws from `seed` ([2])."""
-    tf = _tf()
-    seeds = tf.random.experimental.stateless_split(seed, 4)
-    scale_seed, crop_seed, flip_seed, color_seed = tf.unstack(seeds)
-    size = s.image_size
-    if s.augment == "inception":
-        image = inception_crop(encoded, s.area_range, s.aspect_range, crop_seed)
-        image = tf.image.resize(image, [size, size], method="bilinear")
-    else:
-        image = decode(encoded)
-        if s.augment == "alexnet":
-            image = center_crop(resize_shorter_side(image, s.resize), s.resize)
-        else:
-            image = scale_jitter(image, s.scale_range, scale_seed)
-        image = random_crop(image, size, crop_seed)
-    image = tf.cast(image, tf.float32) / 255.0
-    if s.flip:
-        image = tf.image.stateless_random_flip_left_right(image, flip_seed)
-    if s.pca_noise > 0:
-        image = pca_noise(image, s.pca_noise, color_seed)
-    return tf.ensure_shape(normalize(image, s.normalize, s.mean_rgb, s.stddev_rgb), [size, size, 3])
-
-
-def eval_preprocess(encoded, s: Settings):
-    """Encoded image -> normalized float32 [S, S, 3] ("center") or [10, S, S, 3] ("ten_crop")."""
-    tf = _tf()
-    image = resize_shorter_side(decode(encoded), s.eval_resize) / 255.0
-    if s.eval_crop == "center":
-        view = normalize(center_crop(image, s.image_size), s.normalize, s.mean_rgb, s.stddev_rgb)
-        return tf.ensure_shape(view, [s.image_size, s.image_size, 3])
-    views = ten_crop(center_crop(image, s.eval_resize), s.image_size)
-    views = normalize(views, s.normalize, s.mean_rgb, s.stddev_rgb)
-    return tf.ensure_shape(views, [10, s.image_size, s.image_size, 3])
-
-
-# ----------------------------------------------------------------------------------------
 # tfds plumbing
 # ----------------------------------------------------------------------------------------
+
+
+def _normalize(images, s: Settings):
+    """Per-channel normalization of `images` ([0, 1] RGB) as the config asks."""
+    return ops.normalize(images, s.normalize, s.mean_rgb, s.stddev_rgb)
 
 
 def _train_epoch(
@@ -614,7 +355,7 @@ def _train_epoch(
     def preprocess(index, example):
         image, label = example
         example_seed = tf.random.experimental.stateless_fold_in(epoch_key, index)
-        images = train_preprocess(image, s, example_seed)
+        images = ops.train_preprocess(image, s, example_seed)
         return {"images": images, "labels": tf.cast(label, tf.int32)}
 
     dataset = dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -731,30 +472,18 @@ def _local_batch(global_batch_size: int, process_index: int, process_count: int)
     return global_batch_size // process_count
 
 
-def _field(config: ml_collections.ConfigDict, path: str, default: Any) -> Any:
-    """config[path] for a dotted path, or `default` where a section or field is absent or None."""
+def _field(config: ml_collections.ConfigDict, path: str) -> Any:
+    """config[path] for a dotted path; ConfigError if a section or the field is absent."""
     node = config
     for key in path.split("."):
         if node is None or not hasattr(node, "keys") or key not in node:
-            return default
+            raise ConfigError(
+                f"The config has no field {path}; the recipes in "
+                "experiments/configs/_imagenet.py set every field the ImageNet pipeline reads."
+            )
         node = node[key]
-    return default if node is None else node
+    return node
 
-
-_TF = None
-
-
-def _tf():
-    """TensorFlow, imported late (it is slow to load) and kept off the accelerators."""
-    global _TF
-    if _TF is None:
-        tf = tfds_source.require_tensorflow("streaming ImageNet-style data sets")
-        try:  # tf.data only needs the CPU; leave GPU memory to JAX.
-            tf.config.set_visible_devices([], "GPU")
-        except RuntimeError:  # already initialized by someone else: leave it
-            pass
-        _TF = tf
-    return _TF
 
 
 def _tfds():

@@ -17,6 +17,7 @@ Arguments (`--config=NAME:ARG`):
 
 import ml_collections
 
+from cnn_jax.data import imagenet_ops
 from cnn_jax.errors import ConfigError
 from cnn_jax.training import initialize
 from experiments.configs._optimizer import he_sgd
@@ -32,22 +33,30 @@ def base(model_name: str, arg: str | None) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.name = f"imagenet_{model_name}_{arg}" if arg else f"imagenet_{model_name}"
     config.seed = 0
-    config.model = ml_collections.ConfigDict({"name": model_name, "dtype": "auto", "bn_group_size": 0})
+    config.model = ml_collections.ConfigDict(
+        {"name": model_name, "dtype": "auto", "bn_group_size": 0}
+    )
 
     config.dataset = ml_collections.ConfigDict()
     config.dataset.name = "imagenet2012"
+    config.dataset.tfds_name = ""  # tfds name/config ("" = the one of dataset.name)
     config.dataset.data_dir = ""  # tfds data_dir ("" = tfds's default)
     config.dataset.manual_dir = ""  # where the ILSVRC2012 archives are (imagenet2012 only)
     config.dataset.download = True
+    config.dataset.shuffle_buffer = 10_000  # raw records in each process's shuffle buffer
 
     config.augment = ml_collections.ConfigDict()
     config.augment.name = "resnet"
     config.augment.image_size = 224
+    config.augment.resize = 256  # shorter side and square of the image, for "alexnet"
     config.augment.scale_range = (256, 480)  # shorter side, for "resnet" and "vgg"
     config.augment.area_range = (0.08, 1.0)  # for "inception"
+    config.augment.aspect_range = (3 / 4, 4 / 3)  # for "inception"
     config.augment.pca_noise = 0.1  # std of AlexNet's PCA colour noise; 0 turns it off
     config.augment.flip = True
     config.augment.normalize = "standardize"  # or "subtract_mean": 0-255 pixels minus the mean
+    config.augment.mean_rgb = imagenet_ops.MEAN_RGB  # ImageNet's training-set statistics
+    config.augment.stddev_rgb = imagenet_ops.STDDEV_RGB
 
     config.train = ml_collections.ConfigDict()
     config.train.batch_size = 256
@@ -169,7 +178,8 @@ def googlenet(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train.ema_decay = 0.9999
     config.train.steps = 90 * EPOCH
     config.optimizer.lr, config.optimizer.weight_decay = 0.08, 2e-4
-    config.schedule.name, config.schedule.factor, config.schedule.every_steps = "exponential", 0.96, 8 * EPOCH
+    config.schedule.name, config.schedule.factor = "exponential", 0.96
+    config.schedule.every_steps = 8 * EPOCH
     return smoke(config) if arg == "smoke" else config
 
 
@@ -203,10 +213,13 @@ def inception_v4(arg: str | None = None) -> ml_collections.ConfigDict:
     # "Model evaluations are performed using a running average of the parameters computed
     # over time": an exponential moving average, with TF-slim's decay.
     config.train.ema_decay = 0.9999
-    config.augment.name, config.augment.image_size, config.augment.pca_noise = "inception", 299, 0.0
+    config.augment.name, config.augment.image_size = "inception", 299
+    config.augment.pca_noise = 0.0
     config.eval.resize = 342  # 299 / 0.875
     config.train.steps = 160 * EPOCH
-    config.optimizer.name, config.optimizer.lr, config.optimizer.weight_decay = "rmsprop", 0.045, 4e-5
+    config.optimizer.name = "rmsprop"
+    config.optimizer.lr, config.optimizer.weight_decay = 0.045, 4e-5
     config.optimizer.decay, config.optimizer.epsilon = 0.9, 1.0
-    config.schedule.name, config.schedule.factor, config.schedule.every_steps = "exponential", 0.94, 2 * EPOCH
+    config.schedule.name, config.schedule.factor = "exponential", 0.94
+    config.schedule.every_steps = 2 * EPOCH
     return smoke(config) if arg == "smoke" else config
