@@ -194,3 +194,27 @@ def test_files_are_replaced_whole(tmp_path):
     path.write_text("old")
     workdir.write_atomically(path, "new")
     assert path.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_an_imagenet_run_written_before_its_recipe_named_every_field_reads_and_resumes(tmp_path):
+    from experiments import configs
+
+    config = configs.get_config("imagenet_alexnet:smoke")
+    written = json.loads(config.to_json_best_effort())
+    for section, field in (("dataset", "tfds_name"), ("dataset", "shuffle_buffer"),
+                           ("augment", "resize"), ("augment", "aspect_range"),
+                           ("augment", "normalize"), ("augment", "mean_rgb"),
+                           ("augment", "stddev_rgb"), ("train", "ema_decay")):
+        del written[section][field]
+    (tmp_path / "config.json").write_text(json.dumps(written))
+    (tmp_path / "checkpoints" / "10").mkdir(parents=True)
+    # It reads as what was in effect: standardized inputs, ImageNet's statistics.
+    old = checkpoint.read_config(tmp_path)
+    assert old.augment.normalize == "standardize" and old.augment.resize == 256
+    assert tuple(old.augment.mean_rgb) == tuple(config.augment.mean_rgb)
+    # The same recipe with the inputs it then had resumes it; today's AlexNet inputs do not.
+    config.augment.normalize = "standardize"
+    workdir.check_config(config, tmp_path)
+    config.augment.normalize = "subtract_mean"
+    with pytest.raises(ConfigError, match="another augment.normalize"):
+        workdir.check_config(config, tmp_path)

@@ -19,6 +19,7 @@ from cnn_jax.data import catalog
 from cnn_jax.errors import CheckpointError
 from cnn_jax import sharding
 from cnn_jax.training import optim, state as state_lib
+from cnn_jax.training import workdir as workdir_lib
 from cnn_jax.training.state import TrainState
 
 log = logging.getLogger(__name__)
@@ -152,7 +153,7 @@ def read_config(workdir: epath.PathLike) -> ml_collections.ConfigDict:
     path = epath.Path(workdir) / "config.json"
     if not path.is_file():
         raise CheckpointError(f"{path} does not exist; is {workdir} a training workdir?")
-    return ml_collections.ConfigDict(json.loads(path.read_text()))
+    return ml_collections.ConfigDict(workdir_lib.with_later_fields(json.loads(path.read_text())))
 
 
 def restore_state(

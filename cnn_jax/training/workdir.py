@@ -21,6 +21,7 @@ import numpy as np
 from etils import epath
 from jax.experimental import multihost_utils
 
+from cnn_jax.data import catalog, imagenet_ops
 from cnn_jax.errors import ConfigError, WorkdirError
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,30 @@ LATER_FIELDS = {
     "init.workdir": "", "init.step": -1, "init.include": [], "init.exclude": [], "init.rename": [],
     "dataset.classes": [], "dataset.train_examples": 0,
 }
+# Streamed (ImageNet-scale) runs: fields whose defaults the pipeline once filled in itself.
+LATER_STREAMED_FIELDS = {
+    "dataset.tfds_name": "", "dataset.shuffle_buffer": 10_000, "augment.resize": 256,
+    "augment.aspect_range": [3 / 4, 4 / 3], "augment.normalize": "standardize",
+    "augment.mean_rgb": list(imagenet_ops.MEAN_RGB),
+    "augment.stddev_rgb": list(imagenet_ops.STDDEV_RGB),
+}
+
+
+def with_later_fields(tree: dict[str, Any]) -> dict[str, Any]:
+    """A config.json's contents with the fields it predates added, at the values in effect
+    when it was written."""
+    flat = _flatten(tree)
+    later = LATER_FIELDS
+    if catalog.is_streaming(flat.get("dataset.name", "")):
+        later = later | LATER_STREAMED_FIELDS
+    for field, value in later.items():
+        if field not in flat:
+            *sections, name = field.split(".")
+            node = tree
+            for section in sections:
+                node = node.setdefault(section, {})
+            node[name] = value
+    return tree
 
 
 def defines_the_run(field: str) -> bool:
@@ -61,10 +86,9 @@ def check_config(
     if not path.exists() or not any(p.name.isdigit() for p in _children(workdir / "checkpoints")):
         return
     old, new = (
-        _flatten(json.loads(path.read_text())),
-        _flatten(json.loads(config.to_json_best_effort())),
+        _flatten(with_later_fields(json.loads(path.read_text()))),
+        _flatten(with_later_fields(json.loads(config.to_json_best_effort()))),
     )
-    old, new = LATER_FIELDS | old, LATER_FIELDS | new
     differing = [
         k
         for k in sorted(old.keys() | new.keys())
