@@ -1,6 +1,7 @@
 """Shared fixtures: tiny configs that train in seconds on a CPU."""
 
 import gzip
+import importlib.util
 import os
 import pathlib
 
@@ -8,6 +9,10 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The tests load TensorFlow (tfds) and PyTorch (the conversion twins) into one process. Loaded
+# in that order, PyTorch's triton crashes on import (both bundle LLVM); the other order works.
+if importlib.util.find_spec("torchvision"):
+    import torchvision  # noqa: F401
 
 ROOT = pathlib.Path(__file__).parent.parent
 FASHION_MNIST = pathlib.Path("/usr/share/datasets/fashion-mnist")
