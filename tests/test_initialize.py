@@ -177,7 +177,7 @@ def test_the_backbone_learns_at_a_fraction_of_the_head_s_rate():
 
 def test_finetune_resnet18_smoke_runs_from_converted_weights(tmp_path):
     from tests.test_weights import save, torch_twin
-    from experiments import convert as convert_command
+    from experiments import conversion as convert_command
 
     save(torch_twin("resnet18"), tmp_path / "r18.safetensors")
     convert_command.write("resnet18", tmp_path / "r18.safetensors", tmp_path / "converted")

@@ -9,14 +9,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
-from absl import flags
-from absl.testing import flagsaver
 
 from cnn_jax import models
 from cnn_jax.data import imagenet_ops
 from cnn_jax.errors import ConfigError
 from cnn_jax.training import protocols
-from experiments import configs, evaluate
+from experiments import configs
 from tests.test_imagenet_training import run
 
 TINY_VGG = {"name": "vgg_a", "width": 8, "fc_features": 32}
@@ -86,12 +84,11 @@ def train_on_mock_data(config_name, workdir, **fields):
         return run(config_name, workdir)
 
 
-def evaluate_command(workdir, *args):
-    """`python -m experiments.evaluate --workdir=... ARGS` in this process (the mock data sets
-    are patched in here); returns the JSON it prints."""
-    with flagsaver.flagsaver():
-        flags.FLAGS(["evaluate", f"--workdir={workdir}", *args])
-        evaluate.main(["evaluate"])
+def evaluate_command(workdir, protocol, scales):
+    """What `python -m experiments.evaluate --workdir=... --protocol=... --scales=...` prints,
+    computed in this process (the mock data sets are patched in here)."""
+    result = protocols.evaluate(workdir, protocol, [int(q) for q in scales.split(",")])
+    print(json.dumps(result))
 
 
 @pytest.mark.slow  # 2-8 minutes on 2 CPU cores: a net compiled for each image shape
@@ -104,7 +101,7 @@ def test_dense_evaluation_of_mock_imagenet_runs_per_scale_and_combined(
 ):
     train_on_mock_data(name, tmp_path, **overrides)
     with tfds.testing.mock_data(num_examples=4):
-        evaluate_command(tmp_path, "--protocol=dense", f"--scales={scales}")
+        evaluate_command(tmp_path, "dense", scales)
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["step"] == 6 and result["protocol"] == "dense"
     assert sorted(result["scales"]) == sorted(scales.split(","))

@@ -20,7 +20,7 @@ from cnn_jax.errors import CheckpointError, ConfigError
 from cnn_jax.models import googlenet_torchvision, layers
 from cnn_jax.training import checkpoint, evaluation
 from cnn_jax.weights import convert
-from experiments import convert as convert_command
+from experiments import conversion as convert_command
 from tests.conftest import ROOT
 
 # Zoo name -> input size of the test (the smallest each net takes, for speed).
@@ -163,8 +163,8 @@ def test_safetensors_convert_without_torch(tmp_path):
     script = textwrap.dedent(f"""
         import sys
         sys.modules["torch"] = None  # import torch fails as where it is not installed
-        from experiments import convert
-        convert.write(
+        from experiments import conversion
+        conversion.write(
             "resnet18", {str(tmp_path / "resnet18.safetensors")!r}, {str(tmp_path / "w")!r}
         )
         assert sys.modules["torch"] is None
