@@ -87,3 +87,18 @@ def pytest_unconfigure(config):
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     for line in config.stash.get(GATE_SUMMARIES, []):
         terminalreporter.write_line(f"CPU convolution gate: {line}")
+
+
+@pytest.fixture(autouse=True)
+def _project_loggers_as_they_were():
+    """A command run in-process (experiments.cli) gives the project's loggers a handler of
+    their own and stops their propagation to the root; later tests' caplog needs both back."""
+    import logging
+
+    loggers = [logging.getLogger(name) for name in ("cnn_jax", "experiments")]
+    saved = [(lg.level, list(lg.handlers), lg.propagate) for lg in loggers]
+    yield
+    for lg, (level, handlers, propagate) in zip(loggers, saved):
+        lg.setLevel(level)
+        lg.handlers[:] = handlers
+        lg.propagate = propagate
