@@ -100,7 +100,6 @@ def prepare(
     from cnn_jax import models
     from cnn_jax.data import in_memory
     from cnn_jax.data.datasets import Split
-    from cnn_jax.models import summary
     from cnn_jax.native import onednn
     from cnn_jax import sharding
     from cnn_jax.training import optim, state as state_lib, steps as steps_lib
@@ -135,17 +134,8 @@ def prepare(
         return time.perf_counter() - start
 
     run(2)
-    info = {
-        "model": model_name,
-        "batch_size": batch_size,
-        "dtype": dtype,
-        "backend": jax.default_backend(),
-        "devices": mesh.size,
-        "compile_s": compile_s,
-        "flops_per_step": 6.0 * summary.totals(summary.layer_table(model, shape))[1] * batch_size,
-        "params": state_lib.num_params(state.params),
-        "scan": config.model.get("scan"),
-    }
+    info = _describe(model_name, batch_size, dtype, mesh, compile_s, model, shape, state, config)
+    info["flops_per_step"] *= 3  # forward and backward: 6 x multiply-adds
     return run, info
 
 
@@ -164,7 +154,6 @@ def prepare_inference(
     from cnn_jax import models, sharding
     from cnn_jax.data import in_memory
     from cnn_jax.data.datasets import Split
-    from cnn_jax.models import summary
     from cnn_jax.training import optim, state as state_lib, steps as steps_lib
 
     config = benchmark_config(model_name, batch_size, dtype, scan, width)
@@ -204,19 +193,29 @@ def prepare_inference(
         jax.block_until_ready(evaluate(state, data))
         return time.perf_counter() - start
 
-    info = {
+    info = _describe(model_name, batch_size, dtype, mesh, compile_s, model, shape, state, config)
+    return run, {**info, "inference": True}
+
+
+def _describe(model_name, batch_size, dtype, mesh, compile_s, model, shape, state, config):
+    """What a benchmark line reports besides its speed; FLOPs of a forward pass (2 x
+    multiply-adds)."""
+    import jax
+
+    from cnn_jax.models import summary
+    from cnn_jax.training import state as state_lib
+
+    return {
         "model": model_name,
         "batch_size": batch_size,
         "dtype": dtype,
         "backend": jax.default_backend(),
         "devices": mesh.size,
         "compile_s": compile_s,
-        "inference": True,
         "flops_per_step": 2.0 * summary.totals(summary.layer_table(model, shape))[1] * batch_size,
         "params": state_lib.num_params(state.params),
         "scan": config.model.get("scan"),
     }
-    return run, info
 
 
 def peak_memory_bytes() -> int | None:
