@@ -10,7 +10,8 @@ PARALLEL = flags.DEFINE_integer(
     "parallel",
     1,
     "Variants of the net (lesions, grid points) vmapped at once: 1 on a CPU, more "
-    "on a large accelerator.",
+    "on a large accelerator. One at a time, a lesion skips the blocks it deletes; vmapped, "
+    "it computes and masks them.",
 )
 
 

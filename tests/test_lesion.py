@@ -91,6 +91,10 @@ def test_no_lesion_is_the_evaluated_test_error_and_single_lesions_are_reported(
     assert not_deletable == ([] if name == "cifar_resnet20" else ["stage2_block1", "stage3_block1"])
     assert [row["deleted"] for row in record["k_curve"]] == [1, 2, 3]
     assert all(len(row["errors"]) == 2 for row in record["k_curve"])
+    # One lesion at a time skips the deleted blocks; vmapped, it computes and masks them.
+    vmapped = lesion.study(net, draws=2, max_deleted=3, chunk=4, parallel=3)
+    assert [b["error"] for b in vmapped["blocks"]] == [b["error"] for b in record["blocks"]]
+    assert vmapped["k_curve"] == record["k_curve"]
     # Blocks of one shape: not the first of stages 2 and 3, which halves the map size.
     assert [s["blocks"] for s in record["swaps"]] == [
         ["stage1_block1", "stage1_block2"],

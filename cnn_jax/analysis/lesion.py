@@ -8,7 +8,7 @@ error of a ResNet grows smoothly), and optionally adjacent blocks swapped (Figur
 Deleting a residual block leaves its shortcut: y = x, or option A's subsampled, zero-padded
 x in a block that halves the map size; a plain block becomes the identity, and a plain block
 that changes the shape cannot be deleted. All lesions run through one compiled evaluation,
-mapped over `keep` masks (`CifarResNet.__call__`).
+mapped over `keep` masks (`CifarResNet.__call__`), in which a deleted block is not computed.
 """
 
 import functools

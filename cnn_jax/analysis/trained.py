@@ -2,7 +2,7 @@
 
 Every variant of the net (a lesion, a point of the loss landscape) is evaluated by one
 compiled function over a leading axis of variants: `lax.map` runs them one after another on
-the device, vmapping `parallel` of them at once, so nothing is recompiled per variant.
+the device, or vmaps `parallel` of them at once, so nothing is recompiled per variant.
 """
 
 import dataclasses
@@ -146,9 +146,13 @@ def map_variants(
         jax.tree.map(lambda x, i=i: x[i : i + chunk], variants) for i in range(0, padded, chunk)
     ]
 
+    parallel = min(parallel, chunk)
+
     def run(batch, shared):
+        # A vmapped lesion computes the blocks it deletes (a batched cond selects): one at a
+        # time, it skips them.
         return jax.lax.map(
-            lambda v: evaluate(v, shared), batch, batch_size=max(1, min(parallel, chunk))
+            lambda v: evaluate(v, shared), batch, batch_size=parallel if parallel > 1 else None
         )
 
     start = time.perf_counter()

@@ -51,8 +51,9 @@ def add_shortcut(block: nn.Module, branch: jnp.ndarray, shortcut: jnp.ndarray) -
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions with BN; the shortcut (if residual) joins before the last ReLU.
 
-    `keep` (lesion studies, Veit et al. 2016) scales the block: 0 deletes it, leaving a
-    residual block's shortcut, or the identity in a plain block of unchanged shape.
+    `keep` (lesion studies, Veit et al. 2016) scales the block; 0 deletes it, leaving a
+    residual block's shortcut, or the identity in a plain block of unchanged shape. A deleted
+    block is not computed.
     """
 
     filters: int
@@ -65,19 +66,40 @@ class BasicBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, keep: jnp.ndarray | None = None) -> jnp.ndarray:
+        if self.residual:
+            shortcut = Shortcut(self.filters, self.strides, self.shortcut, self.conv, self.norm)(x)
+            if keep is None:
+                y = self.branch(x)
+            else:
+                y = nn.cond(
+                    keep != 0,
+                    lambda block, x, keep, s: keep.astype(s.dtype) * block.branch(x),
+                    lambda block, x, keep, s: jnp.zeros_like(s),
+                    self, x, keep, shortcut,
+                    variables=_READ_ONLY,
+                )
+            return self.act(add_shortcut(self, y, shortcut))
+        if keep is None or self.strides != 1 or x.shape[-1] != self.filters:
+            return self.act(self.branch(x))
+        return nn.cond(
+            keep != 0,
+            lambda block, x, keep: _mix(keep, block.act(block.branch(x)), x),
+            lambda block, x, keep: x,
+            self, x, keep,
+            variables=_READ_ONLY,
+        )
+
+    def branch(self, x: jnp.ndarray) -> jnp.ndarray:
+        """The residual function F(x): conv, BN, ReLU, conv, BN."""
         y = self.conv(self.filters, (3, 3), strides=self.strides)(x)
         y = self.act(self.norm()(y))
         y = self.conv(self.filters, (3, 3))(y)
-        y = self.norm()(y)
-        if self.residual:
-            y = y if keep is None else keep.astype(y.dtype) * y
-            y = add_shortcut(
-                self,
-                y,
-                Shortcut(self.filters, self.strides, self.shortcut, self.conv, self.norm)(x),
-            )
-            return self.act(y)
-        y = self.act(y)
-        if keep is None or y.shape != x.shape:
-            return y
-        return keep.astype(y.dtype) * y + (1 - keep.astype(y.dtype)) * x
+        return self.norm()(y)
+
+
+_READ_ONLY = ("params", "batch_stats")  # what the layers of a block read when it may be deleted
+
+
+def _mix(keep: jnp.ndarray, y: jnp.ndarray, x: jnp.ndarray) -> jnp.ndarray:
+    keep = keep.astype(y.dtype)
+    return keep * y + (1 - keep) * x
