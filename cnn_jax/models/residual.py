@@ -90,7 +90,7 @@ class BasicBlock(nn.Module):
         )
 
     def branch(self, x: jnp.ndarray) -> jnp.ndarray:
-        """The residual function F(x): conv, BN, ReLU, conv, BN."""
+        """F(x): conv, BN, ReLU, conv, BN (in a plain block, its layers before the last ReLU)."""
         y = self.conv(self.filters, (3, 3), strides=self.strides)(x)
         y = self.act(self.norm()(y))
         y = self.conv(self.filters, (3, 3))(y)
